@@ -1,0 +1,80 @@
+"""wave_web: experiment types as real typed tables, in a Flask app."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any
+
+from flask import Flask
+
+from wave_web import cli
+from wave_web import config
+from wave_web import database
+from wave_web import errors
+from wave_web import htmx
+from wave_web import templating
+from wave_web.extensions import csrf
+from wave_web.extensions import db
+from wave_web.extensions import migrate
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
+    app = Flask(
+        __name__,
+        instance_relative_config=True,
+        template_folder=os.path.join(ROOT, "templates"),
+        static_folder=os.path.join(ROOT, "static"),
+    )
+    app.config.from_mapping(config.defaults(app.instance_path))
+    app.config.from_pyfile("config.py", silent=True)
+    app.config.update(config.from_environment())
+    app.config.update(test_config or {})
+    os.makedirs(app.instance_path, exist_ok=True)
+    _finish_config(app)
+
+    db.init_app(app)
+    csrf.init_app(app)
+    migrate.init_app(app, db, directory=database.MIGRATIONS_DIR, render_as_batch=True)
+    with app.app_context():
+        database.configure_engine(db.engine, app.config["WAVE_SQLITE_BUSY_MS"])
+    for module in (errors, htmx, templating, cli):
+        module.init_app(app)
+    _register_blueprints(app)
+    if app.config["WAVE_AUTO_MIGRATE"]:
+        database.migrate_database(app)
+        app.before_request(lambda: _ensure_migrated(app))
+    return app
+
+
+def _finish_config(app: Flask) -> None:
+    uri = config.normalise_database_url(app.config["SQLALCHEMY_DATABASE_URI"])
+    app.config["SQLALCHEMY_DATABASE_URI"] = uri
+    options = config.engine_options(uri, app.config["WAVE_DB_TIMEOUT_SECONDS"])
+    app.config["SQLALCHEMY_ENGINE_OPTIONS"] = {
+        **options,
+        **app.config.get("SQLALCHEMY_ENGINE_OPTIONS", {}),
+    }
+    app.config.setdefault("WAVE_SQLITE_BUSY_MS", 10_000)
+    if not app.config.get("SECRET_KEY"):
+        app.config["SECRET_KEY"] = config.instance_secret(app.instance_path)
+
+
+def _register_blueprints(app: Flask) -> None:
+    from wave_web import experiment_types
+    from wave_web import experiments
+    from wave_web import pages
+    from wave_web import tags
+
+    for bp in (pages.bp, experiment_types.bp, experiments.bp, tags.bp):
+        app.register_blueprint(bp)
+
+
+def _ensure_migrated(app: Flask) -> None:
+    """Retry migrations after a start without database; 503 until they succeed."""
+    if not app.extensions.get("wave_migrated") and not database.migrate_database(app):
+        from werkzeug.exceptions import ServiceUnavailable
+
+        raise ServiceUnavailable()

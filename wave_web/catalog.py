@@ -1,0 +1,277 @@
+"""Experiments and tags: one domain function per operation, shared by UI and API."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+import sqlalchemy as sa
+
+from wave_web import columns
+from wave_web import datatables
+from wave_web.errors import InvalidValue
+from wave_web.errors import NameTaken
+from wave_web.errors import NotFound
+from wave_web.extensions import db
+from wave_web.models import Experiment
+from wave_web.models import ExperimentType
+from wave_web.models import Tag
+from wave_web.models import has_tag
+from wave_web.models import record
+from wave_web.models import tag_usage  # noqa: F401  (re-exported for views)
+
+MAX_DESCRIPTION = 10_000
+
+
+@dataclass(frozen=True)
+class ExperimentFilter:
+    """What the experiments list shows: search text, type, tag, page."""
+
+    q: str = ""
+    type_id: int | None = None
+    tag: str = ""
+    page: int = 1
+
+
+# ---------------------------------------------------------------------------------------
+# Experiments
+# ---------------------------------------------------------------------------------------
+
+
+def get_experiment(experiment_uuid: uuid.UUID | str) -> Experiment:
+    """The experiment with this uuid, or NotFound (also for malformed uuids)."""
+    try:
+        key = experiment_uuid if isinstance(experiment_uuid, uuid.UUID) else uuid.UUID(experiment_uuid)
+    except ValueError:
+        raise NotFound("There is no experiment with that id.") from None
+    experiment = db.session.get(Experiment, key)
+    if experiment is None:
+        raise NotFound(f"There is no experiment {key}.")
+    return experiment
+
+
+def list_experiments(f: ExperimentFilter, per_page: int = 25):
+    """A page of experiments, newest first, filtered; a Flask-SQLAlchemy Pagination."""
+    stmt = sa.select(Experiment).order_by(Experiment.created_at.desc(), Experiment.uuid)
+    if f.q:
+        stmt = stmt.where(Experiment.description.icontains(f.q, autoescape=True))
+    if f.type_id is not None:
+        stmt = stmt.where(Experiment.experiment_type_id == f.type_id)
+    if f.tag:
+        stmt = stmt.where(has_tag(f.tag))
+    return db.paginate(stmt, page=f.page, per_page=per_page, error_out=False, count=True)
+
+
+def row_counts(experiments: Iterable[Experiment]) -> dict[uuid.UUID, int]:
+    """Rows per experiment, one grouped query per type."""
+    by_type: dict[int, list[Experiment]] = {}
+    for e in experiments:
+        by_type.setdefault(e.experiment_type_id, []).append(e)
+    counts: dict[uuid.UUID, int] = {}
+    for group in by_type.values():
+        xtype = group[0].experiment_type
+        counts.update(datatables.count_rows(xtype, [e.uuid for e in group]))
+    return counts
+
+
+def parse_additional_data(text: str) -> dict[str, Any]:
+    """`additional_data` from a form: empty → {}, else a JSON object."""
+    if not text.strip():
+        return {}
+    try:
+        value = orjson.loads(text)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidValue(
+            f"Additional data is not valid JSON (line {exc.lineno}, column {exc.colno}: "
+            f"{exc.msg}). Example: {{\"site\": \"Berlin\", \"session\": 2}}."
+        ) from None
+    if not isinstance(value, dict):
+        raise InvalidValue(
+            'Additional data must be a JSON object in braces, e.g. {"site": "Berlin"}.'
+        )
+    return value
+
+
+def _clean_description(description: str) -> str:
+    description = description.strip()
+    if not description:
+        raise InvalidValue("Describe the experiment, e.g. “Pilot, spring 2026, lab B”.")
+    if len(description) > MAX_DESCRIPTION:
+        raise InvalidValue(f"Keep the description under {MAX_DESCRIPTION:,} characters.")
+    return description
+
+
+def create_experiment(
+    xtype: ExperimentType, description: str, tag_names: Iterable[str], additional_data: dict
+) -> Experiment:
+    """A new experiment of `xtype`; tags must exist (see resolve_tags)."""
+    experiment = Experiment(
+        experiment_type_id=xtype.id,
+        description=_clean_description(description),
+        tags=resolve_tags(tag_names),
+        additional_data=additional_data,
+    )
+    db.session.add(experiment)
+    db.session.flush()
+    record("experiment.create", "experiment", experiment.uuid,
+           f"Created experiment “{columns.shorten(experiment.description)}”",
+           after=_snapshot(experiment))
+    db.session.commit()
+    return experiment
+
+
+def update_experiment(
+    experiment: Experiment, description: str, tag_names: Iterable[str], additional_data: dict
+) -> None:
+    """Change description, tags and additional data (the type never changes)."""
+    before = _snapshot(experiment)
+    experiment.description = _clean_description(description)
+    experiment.tags = resolve_tags(tag_names)
+    experiment.additional_data = additional_data
+    after = _snapshot(experiment)
+    if before != after:
+        record("experiment.update", "experiment", experiment.uuid,
+               f"Edited experiment “{columns.shorten(experiment.description)}”",
+               before=before, after=after)
+    db.session.commit()
+
+
+def delete_experiment(experiment: Experiment) -> int:
+    """Delete an experiment and all its rows in one transaction; returns rows deleted."""
+    rows = datatables.delete_experiment_rows(experiment.experiment_type, experiment.uuid)
+    record("experiment.delete", "experiment", experiment.uuid,
+           f"Deleted experiment “{columns.shorten(experiment.description)}” and {rows} rows",
+           before=_snapshot(experiment), rows=rows)
+    db.session.delete(experiment)
+    db.session.commit()
+    return rows
+
+
+def _snapshot(e: Experiment) -> dict[str, Any]:
+    return {
+        "description": e.description,
+        "tags": list(e.tags),
+        "additional_data": e.additional_data,
+        "experiment_type_id": e.experiment_type_id,
+    }
+
+
+# ---------------------------------------------------------------------------------------
+# Tags
+# ---------------------------------------------------------------------------------------
+
+
+def split_tag_text(text: str) -> list[str]:
+    """Names typed into a comma-separated field."""
+    return [part for part in (p.strip() for p in text.split(",")) if part]
+
+
+def find_tag(name: str) -> Tag | None:
+    """The tag with this name, ignoring case."""
+    return db.session.scalars(
+        sa.select(Tag).where(sa.func.lower(Tag.name) == name.lower())
+    ).first()
+
+
+def resolve_tags(names: Iterable[str], create_missing: bool = True) -> list[str]:
+    """Canonical tag names for `names`, creating unknown ones when allowed."""
+    result: list[str] = []
+    for raw in names:
+        name = columns.clean_tag_name(raw)
+        tag = find_tag(name)
+        if tag is None:
+            if not create_missing:
+                raise InvalidValue(f"There is no tag “{name}”.")
+            tag = Tag(name=name)
+            db.session.add(tag)
+            db.session.flush()
+            record("tag.create", "tag", tag.id, f"Created tag “{name}”", after={"name": name})
+        if tag.name.lower() not in {r.lower() for r in result}:
+            result.append(tag.name)
+    return result
+
+
+def get_tag(tag_id: int) -> Tag:
+    tag = db.session.get(Tag, tag_id)
+    if tag is None:
+        raise NotFound(f"There is no tag with id {tag_id}.")
+    return tag
+
+
+def list_tags(page: int = 1, per_page: int = 50, q: str = ""):
+    """A page of tags by name, plus usage counts for all tags."""
+    stmt = sa.select(Tag).order_by(sa.func.lower(Tag.name))
+    if q:
+        stmt = stmt.where(Tag.name.icontains(q, autoescape=True))
+    return db.paginate(stmt, page=page, per_page=per_page, error_out=False), tag_usage()
+
+
+def all_tag_names() -> list[str]:
+    """Every tag name (for pickers), by name."""
+    return list(db.session.scalars(sa.select(Tag.name).order_by(sa.func.lower(Tag.name))))
+
+
+def _check_unique(name: str, exclude_id: int | None = None) -> None:
+    existing = find_tag(name)
+    if existing is not None and existing.id != exclude_id:
+        raise NameTaken(f"A tag named “{existing.name}” already exists (names ignore case).")
+
+
+def create_tag(name: str, description: str = "") -> Tag:
+    """A new tag; the name is trimmed and unique ignoring case."""
+    name = columns.clean_tag_name(name)
+    _check_unique(name)
+    tag = Tag(name=name, description=description.strip() or None)
+    db.session.add(tag)
+    db.session.flush()
+    record("tag.create", "tag", tag.id, f"Created tag “{name}”",
+           after={"name": name, "description": tag.description})
+    db.session.commit()
+    return tag
+
+
+def experiments_with_tag(name: str) -> list[Experiment]:
+    return list(db.session.scalars(sa.select(Experiment).where(has_tag(name))))
+
+
+def update_tag(tag: Tag, name: str, description: str) -> int:
+    """Rename/describe a tag; a rename updates every experiment's tag array (returned)."""
+    new_name = columns.clean_tag_name(name)
+    _check_unique(new_name, exclude_id=tag.id)
+    before = {"name": tag.name, "description": tag.description}
+    changed = 0
+    if new_name != tag.name:
+        for experiment in experiments_with_tag(tag.name):
+            experiment.tags = [new_name if t == tag.name else t for t in experiment.tags]
+            changed += 1
+    tag.name = new_name
+    tag.description = description.strip() or None
+    after = {"name": tag.name, "description": tag.description}
+    if before != after:
+        record("tag.update", "tag", tag.id, f"Edited tag “{tag.name}”",
+               before=before, after=after, experiments_updated=changed)
+    db.session.commit()
+    return changed
+
+
+def delete_tag(tag: Tag) -> int:
+    """Delete a tag and remove it from every experiment; returns experiments changed."""
+    experiments = experiments_with_tag(tag.name)
+    for experiment in experiments:
+        experiment.tags = [t for t in experiment.tags if t != tag.name]
+    record("tag.delete", "tag", tag.id, f"Deleted tag “{tag.name}”",
+           before={"name": tag.name, "description": tag.description},
+           experiments_updated=len(experiments))
+    db.session.delete(tag)
+    db.session.commit()
+    return len(experiments)
+
+
+def format_additional_data(value: dict | None) -> str:
+    """additional_data as indented JSON for editing ('' when empty)."""
+    if not value:
+        return ""
+    return orjson.dumps(value, option=orjson.OPT_INDENT_2).decode("utf-8")

@@ -1,0 +1,73 @@
+"""Configuration: defaults, then instance/config.py, then the environment."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from typing import Any
+
+DEV_SECRET = "dev-only-insecure-secret"
+
+
+def defaults(instance_path: str) -> dict[str, Any]:
+    """Settings that work on a fresh machine: SQLite in instance/wave.db."""
+    return {
+        "SQLALCHEMY_DATABASE_URI": "sqlite:///" + os.path.join(instance_path, "wave.db"),
+        "SECRET_KEY": None,
+        "MAX_CONTENT_LENGTH": 512 * 1024 * 1024,
+        "MAX_FORM_MEMORY_SIZE": 2 * 1024 * 1024,
+        "WAVE_PAGE_SIZE": 50,
+        "WAVE_DB_TIMEOUT_SECONDS": 3,
+        "WAVE_SQLITE_BUSY_MS": 10_000,
+        "WAVE_AUTO_MIGRATE": True,
+        "WTF_CSRF_TIME_LIMIT": None,
+    }
+
+
+def normalise_database_url(url: str) -> str:
+    """Map postgres:// and postgresql:// to psycopg2; SQLAlchemy 2.1 would pick psycopg 3."""
+    for prefix in ("postgres://", "postgresql://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg2://" + url[len(prefix) :]
+    return url
+
+
+def from_environment(environ: dict[str, str] | None = None) -> dict[str, Any]:
+    """Only the variables that are set, so an unset one never blanks instance config."""
+    env = os.environ if environ is None else environ
+    found: dict[str, Any] = {}
+    if env.get("DATABASE_URL"):
+        found["SQLALCHEMY_DATABASE_URI"] = env["DATABASE_URL"]
+    if env.get("SECRET_KEY"):
+        found["SECRET_KEY"] = env["SECRET_KEY"]
+    if env.get("WAVE_MAX_UPLOAD_MB"):
+        found["MAX_CONTENT_LENGTH"] = int(env["WAVE_MAX_UPLOAD_MB"]) * 1024 * 1024
+    if env.get("WAVE_PAGE_SIZE"):
+        found["WAVE_PAGE_SIZE"] = int(env["WAVE_PAGE_SIZE"])
+    if env.get("WAVE_DB_TIMEOUT_SECONDS"):
+        found["WAVE_DB_TIMEOUT_SECONDS"] = int(env["WAVE_DB_TIMEOUT_SECONDS"])
+    return found
+
+
+def engine_options(url: str, timeout: int) -> dict[str, Any]:
+    """Pool settings: pre-ping so a returning database is picked up without restart."""
+    if url.startswith("sqlite"):
+        return {"connect_args": {"timeout": timeout, "check_same_thread": False}}
+    return {
+        "pool_pre_ping": True,
+        "pool_recycle": 1800,
+        "connect_args": {"connect_timeout": timeout},
+    }
+
+
+def instance_secret(instance_path: str) -> str:
+    """A secret generated once into instance/secret_key, so sessions survive restarts."""
+    path = os.path.join(instance_path, "secret_key")
+    if os.path.exists(path):
+        with open(path, encoding="ascii") as fh:
+            return fh.read().strip()
+    key = secrets.token_hex(32)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="ascii") as fh:
+        fh.write(key)
+    return key

@@ -1,0 +1,71 @@
+"""Engine set-up: SQLite pragmas and transactional DDL, migrations on first start."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+import sqlalchemy as sa
+import sqlalchemy.exc as sa_exc
+from flask import Flask
+from flask_migrate import upgrade
+
+from wave_web.extensions import db
+
+log = logging.getLogger(__name__)
+
+MIGRATIONS_DIR = os.path.join(os.path.dirname(os.path.dirname(__file__)), "migrations")
+
+
+def configure_engine(engine: sa.Engine, busy_timeout_ms: int) -> None:
+    """WAL, busy timeout, foreign keys and real transactions for DDL on SQLite."""
+    if engine.dialect.name != "sqlite":
+        return
+
+    @sa.event.listens_for(engine, "connect")
+    def on_connect(dbapi_connection, _record):
+        # pysqlite's own transaction handling would commit before every CREATE/ALTER;
+        # SQLAlchemy's recipe: turn it off and emit BEGIN ourselves, so DDL can roll back.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()
+
+    @sa.event.listens_for(engine, "begin")
+    def on_begin(conn):
+        conn.exec_driver_sql("BEGIN")
+
+
+def migrate_database(app: Flask) -> bool:
+    """Apply pending migrations; False (and a 503 until it works) if the database is down."""
+    with app.app_context():
+        try:
+            with _migration_lock():
+                upgrade(directory=MIGRATIONS_DIR)
+        except sa_exc.OperationalError:
+            log.warning("database unavailable; migrations will be retried on the next request")
+            return False
+    app.extensions["wave_migrated"] = True
+    return True
+
+
+class _migration_lock:
+    """On PostgreSQL, an advisory lock so that several workers starting together migrate once."""
+
+    KEY = 0x57415645  # "WAVE"
+
+    def __enter__(self):
+        self.conn = None
+        if db.engine.dialect.name == "postgresql":
+            self.conn = db.engine.connect()
+            self.conn.execute(sa.select(sa.func.pg_advisory_lock(self.KEY)))
+        return self
+
+    def __exit__(self, *exc):
+        if self.conn is not None:
+            self.conn.execute(sa.select(sa.func.pg_advisory_unlock(self.KEY)))
+            self.conn.close()
+        return False

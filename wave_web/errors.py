@@ -1,0 +1,157 @@
+"""Domain exceptions and the handlers that turn every failure into a friendly page."""
+
+from __future__ import annotations
+
+import logging
+
+import sqlalchemy.exc as sa_exc
+from flask import Flask
+from flask import jsonify
+from flask import render_template
+from flask import request
+from werkzeug.exceptions import HTTPException
+
+log = logging.getLogger(__name__)
+
+
+class WaveError(Exception):
+    """A problem the user can fix; `message` is safe to show."""
+
+    status = 400
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class InvalidName(WaveError):
+    """A table, column or type name broke a naming rule."""
+
+    def __init__(self, name: str, message: str, suggestion: str | None = None) -> None:
+        if suggestion and suggestion != name:
+            message = f"{message} Try “{suggestion}”."
+        super().__init__(message)
+        self.name = name
+        self.suggestion = suggestion
+
+
+class InvalidValue(WaveError):
+    """A value (form field, JSON, cell) broke a rule."""
+
+
+class NameTaken(WaveError):
+    """Someone else has the name: a unique constraint or a concurrent creation won."""
+
+    status = 409
+
+
+class NotFound(WaveError):
+    status = 404
+
+
+class Conflict(WaveError):
+    """The operation is refused in the current state (e.g. a type that has experiments)."""
+
+    status = 409
+
+
+MESSAGES = {
+    400: ("Bad request", "The request could not be understood. Check the address and the form."),
+    403: ("Forbidden", "You do not have permission to do this."),
+    404: ("Not found", "There is nothing at this address. It may have been deleted or renamed."),
+    405: ("Method not allowed", "This address does not accept that kind of request."),
+    409: ("Conflict", "The change conflicts with the current state."),
+    413: (
+        "Upload too large",
+        "The file or form is larger than this server accepts. Split the file or ask an "
+        "administrator to raise the limit.",
+    ),
+    422: ("Invalid input", "Some fields need fixing."),
+    500: ("Something went wrong", "An unexpected error occurred. Nothing was saved."),
+    503: (
+        "Database unavailable",
+        "The database is not reachable right now. Nothing was saved; please try again in a "
+        "moment.",
+    ),
+}
+
+
+def render_error(code: int, detail: str | None = None):
+    """An error response in the form the client expects: JSON, htmx fragment or page."""
+    title, default = MESSAGES.get(code, (f"Error {code}", "The request failed."))
+    message = detail or default
+    if request.path.startswith("/api/"):
+        return jsonify({"detail": message}), code
+    template = "errors/_error.html" if request.headers.get("HX-Request") else "errors/error.html"
+    response = render_template(template, code=code, title=title, message=message)
+    headers = {"Retry-After": "5"} if code == 503 else {}
+    return response, code, headers
+
+
+def _rollback() -> None:
+    from wave_web.extensions import db
+
+    try:
+        db.session.rollback()
+    except sa_exc.SQLAlchemyError:  # the connection itself may be gone
+        log.warning("rollback failed after an error", exc_info=True)
+
+
+def is_database_down(exc: BaseException) -> bool:
+    """True when the error means the database cannot be reached or is locked."""
+    if isinstance(exc, sa_exc.DBAPIError) and exc.connection_invalidated:
+        return True
+    if isinstance(exc, sa_exc.OperationalError | sa_exc.InterfaceError):
+        return True
+    return isinstance(exc, sa_exc.TimeoutError)
+
+
+def init_app(app: Flask) -> None:
+    @app.errorhandler(WaveError)
+    def domain_error(exc: WaveError):
+        _rollback()
+        return render_error(exc.status, exc.message)
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException):
+        code = exc.code or 500
+        detail = exc.description if code in (400, 409, 422) and _is_ours(exc) else None
+        return render_error(code, detail)
+
+    @app.errorhandler(sa_exc.SQLAlchemyError)
+    def database_error(exc: sa_exc.SQLAlchemyError):
+        _rollback()
+        if is_database_down(exc):
+            locked = "locked" in str(getattr(exc, "orig", ""))
+            log.warning("database unavailable: %s", type(exc).__name__)
+            detail = (
+                "The database is busy with another change. Nothing was saved; please try "
+                "again in a moment."
+                if locked
+                else None
+            )
+            return render_error(503, detail)
+        log.exception("database error")
+        return render_error(500)
+
+    @app.errorhandler(Exception)
+    def unexpected_error(exc: Exception):
+        if isinstance(exc, HTTPException):
+            return http_error(exc)
+        _rollback()
+        log.exception("unhandled error")
+        return render_error(500)
+
+
+def _is_ours(exc: HTTPException) -> bool:
+    """Descriptions we set with abort(code, message) are user-facing; werkzeug's are generic."""
+    return bool(getattr(exc, "wave_message", False))
+
+
+def bad_request(message: str) -> HTTPException:
+    """A 400 whose description is shown to the user."""
+    from werkzeug.exceptions import BadRequest
+
+    exc = BadRequest(message)
+    exc.wave_message = True  # type: ignore[attr-defined]
+    return exc

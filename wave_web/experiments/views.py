@@ -1,0 +1,145 @@
+"""Experiments: list, create, edit, the experiment page, delete."""
+
+from __future__ import annotations
+
+from flask import flash
+from flask import render_template
+from flask import request
+from flask import url_for
+from werkzeug.datastructures import MultiDict
+
+from wave_web import catalog
+from wave_web import datatables
+from wave_web import schema
+from wave_web.errors import InvalidValue
+from wave_web.errors import bad_request
+from wave_web.experiments import bp
+from wave_web.extensions import db
+from wave_web.htmx import redirect_to
+from wave_web.models import Experiment
+from wave_web.pages import page_arg
+
+
+def _filter_from_args() -> catalog.ExperimentFilter:
+    raw_type = request.args.get("type_id", "")
+    if raw_type and not raw_type.isdigit():
+        raise bad_request("The type filter must be a type id; pick a type from the list.")
+    return catalog.ExperimentFilter(
+        q=request.args.get("q", "").strip()[:200],
+        type_id=int(raw_type) if raw_type else None,
+        tag=request.args.get("tag", "").strip()[:100],
+        page=page_arg(),
+    )
+
+
+@bp.get("/")
+def index():
+    f = _filter_from_args()
+    pagination = catalog.list_experiments(f)
+    args = {k: v for k, v in (("q", f.q), ("type_id", f.type_id), ("tag", f.tag)) if v}
+    return render_template(
+        "experiments/index.html",
+        pagination=pagination,
+        counts=catalog.row_counts(pagination.items),
+        f=f,
+        args=args,
+        types=schema.all_types(),
+        tags=catalog.all_tag_names(),
+    )
+
+
+def _form_values(form: MultiDict) -> tuple[str, list[str], str]:
+    tags = form.getlist("tags") + catalog.split_tag_text(form.get("new_tags", ""))
+    return form.get("description", ""), tags, form.get("additional_data", "")
+
+
+def _render_form(experiment: Experiment | None, form: MultiDict, errors: dict, status: int = 200):
+    return render_template(
+        "experiments/edit.html",
+        experiment=experiment,
+        form=form,
+        errors=errors,
+        types=schema.all_types(),
+        tags=catalog.all_tag_names(),
+        selected_tags=set(form.getlist("tags")),
+    ), status
+
+
+def _field_of(exc: InvalidValue) -> str:
+    text = exc.message.lower()
+    if "additional data" in text:
+        return "additional_data"
+    if "tag" in text:
+        return "new_tags"
+    return "description"
+
+
+@bp.route("/new", methods=["GET", "POST"])
+def create():
+    if request.method == "GET":
+        form = MultiDict({"experiment_type_id": request.args.get("type_id", "")})
+        return _render_form(None, form, {})
+    form = request.form
+    errors = {}
+    raw_type = form.get("experiment_type_id", "")
+    xtype = schema.find_type(raw_type)
+    if xtype is None:
+        errors["experiment_type_id"] = "Choose the experiment type."
+    description, tags, data_text = _form_values(form)
+    try:
+        data = catalog.parse_additional_data(data_text)
+    except InvalidValue as exc:
+        errors["additional_data"] = exc.message
+    if errors:
+        return _render_form(None, form, errors, 422)
+    try:
+        experiment = catalog.create_experiment(xtype, description, tags, data)
+    except InvalidValue as exc:
+        db.session.rollback()
+        return _render_form(None, form, {_field_of(exc): exc.message}, 422)
+    flash("Created the experiment.", "success")
+    return redirect_to(url_for(".show", experiment_uuid=experiment.uuid))
+
+
+@bp.get("/<experiment_uuid>")
+def show(experiment_uuid: str):
+    experiment = catalog.get_experiment(experiment_uuid)
+    xtype = experiment.experiment_type
+    rows = datatables.newest_rows(xtype, experiment.uuid, limit=20)
+    count = datatables.count_rows(xtype, [experiment.uuid]).get(experiment.uuid, 0)
+    return render_template(
+        "experiments/show.html", experiment=experiment, xtype=xtype, rows=rows, count=count
+    )
+
+
+@bp.route("/<experiment_uuid>/edit", methods=["GET", "POST"])
+def edit(experiment_uuid: str):
+    experiment = catalog.get_experiment(experiment_uuid)
+    if request.method == "GET":
+        form = MultiDict(
+            [("description", experiment.description),
+             ("additional_data", catalog.format_additional_data(experiment.additional_data))]
+            + [("tags", t) for t in experiment.tags]
+        )
+        return _render_form(experiment, form, {})
+    description, tags, data_text = _form_values(request.form)
+    try:
+        data = catalog.parse_additional_data(data_text)
+        catalog.update_experiment(experiment, description, tags, data)
+    except InvalidValue as exc:
+        db.session.rollback()
+        return _render_form(experiment, request.form, {_field_of(exc): exc.message}, 422)
+    flash("Saved the experiment.", "success")
+    return redirect_to(url_for(".show", experiment_uuid=experiment.uuid))
+
+
+@bp.route("/<experiment_uuid>/delete", methods=["GET", "POST"])
+def delete(experiment_uuid: str):
+    experiment = catalog.get_experiment(experiment_uuid)
+    xtype = experiment.experiment_type
+    if request.method == "POST":
+        rows = catalog.delete_experiment(experiment)
+        flash(f"Deleted the experiment and its {rows:,} row{'s' if rows != 1 else ''}.", "success")
+        return redirect_to(url_for(".index"))
+    count = datatables.count_rows(xtype, [experiment.uuid]).get(experiment.uuid, 0)
+    return render_template("experiments/delete.html", experiment=experiment, count=count)

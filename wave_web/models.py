@@ -1,0 +1,191 @@
+"""Static tables (seed: tags, experiment_types, experiments) plus our audit log."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.orm import Mapped
+from sqlalchemy.orm import mapped_column
+from sqlalchemy.orm import relationship
+
+from wave_web import columns
+from wave_web.extensions import db
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+class UTCDateTime(sa.TypeDecorator):
+    """TIMESTAMP WITH TIME ZONE on PostgreSQL; naive UTC text on SQLite; always aware UTC."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: dt.datetime | None, dialect: Any):
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        value = value.astimezone(dt.UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: dt.datetime | None, dialect: Any):
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=dt.UTC)
+        return value.astimezone(dt.UTC)
+
+
+class TagList(sa.TypeDecorator):
+    """VARCHAR(50)[] on PostgreSQL (as in the seed), a JSON array on SQLite."""
+
+    impl = sa.JSON
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Any):
+        if dialect.name == "postgresql":
+            return dialect.type_descriptor(postgresql.ARRAY(sa.String(columns.MAX_TAG_LENGTH)))
+        return dialect.type_descriptor(sa.JSON())
+
+    def process_bind_param(self, value: list[str] | None, dialect: Any):
+        return list(value) if value is not None else []
+
+    def process_result_value(self, value: list[str] | None, dialect: Any):
+        return list(value) if value else []
+
+
+class Timestamps:
+    created_at: Mapped[dt.datetime] = mapped_column(
+        UTCDateTime, default=utcnow, server_default=sa.func.now()
+    )
+    updated_at: Mapped[dt.datetime] = mapped_column(
+        UTCDateTime, default=utcnow, onupdate=utcnow, server_default=sa.func.now()
+    )
+
+
+class Tag(Timestamps, db.Model):
+    __tablename__ = "tags"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(sa.String(100), unique=True, index=True)
+    description: Mapped[str | None] = mapped_column(sa.Text)
+
+    __table_args__ = (sa.Index("ix_tags_name_lower", sa.func.lower(name), unique=True),)
+
+
+class ExperimentType(Timestamps, db.Model):
+    __tablename__ = "experiment_types"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(sa.String(100), unique=True, index=True)
+    description: Mapped[str | None] = mapped_column(sa.Text)
+    table_name: Mapped[str] = mapped_column(sa.String(100), unique=True)
+    schema_definition: Mapped[dict[str, Any]] = mapped_column(
+        sa.JSON, default=dict, server_default="{}"
+    )
+    schema_version: Mapped[int] = mapped_column(default=1, server_default="1")
+    # Every UPDATE bumps schema_version and checks the old value: a concurrent change of the
+    # same type fails instead of overwriting (and reflection caches see the new version).
+    __mapper_args__ = {"version_id_col": schema_version}
+
+    experiments: Mapped[list[Experiment]] = relationship(
+        back_populates="experiment_type", order_by="Experiment.created_at.desc()"
+    )
+
+    @property
+    def columns(self) -> list[columns.ColumnDef]:
+        return columns.normalise_schema(self.schema_definition)
+
+    def column(self, name: str) -> columns.ColumnDef | None:
+        return next((c for c in self.columns if c.name == name), None)
+
+
+class Experiment(Timestamps, db.Model):
+    __tablename__ = "experiments"
+
+    uuid: Mapped[uuid.UUID] = mapped_column(sa.Uuid, primary_key=True, default=uuid.uuid4)
+    experiment_type_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("experiment_types.id", name="fk_experiments_experiment_type_id"),
+        index=True,
+    )
+    description: Mapped[str] = mapped_column(sa.Text)
+    tags: Mapped[list[str]] = mapped_column(TagList, default=list)
+    additional_data: Mapped[dict[str, Any] | None] = mapped_column(sa.JSON, default=dict)
+
+    __table_args__ = (sa.Index("ix_experiments_created_at", "created_at"),)
+
+    experiment_type: Mapped[ExperimentType] = relationship(back_populates="experiments")
+
+
+class AuditEntry(db.Model):
+    """Append-only record of a change; written in the same transaction as the change."""
+
+    __tablename__ = "audit_log"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    actor: Mapped[str | None] = mapped_column(sa.String(255))
+    remote_addr: Mapped[str | None] = mapped_column(sa.String(64))
+    action: Mapped[str] = mapped_column(sa.String(64), index=True)
+    object_type: Mapped[str] = mapped_column(sa.String(32))
+    object_id: Mapped[str] = mapped_column(sa.String(64))
+    summary: Mapped[str] = mapped_column(sa.Text)
+    details: Mapped[dict[str, Any] | None] = mapped_column(sa.JSON)
+
+    __table_args__ = (sa.Index("ix_audit_log_object", "object_type", "object_id", "id"),)
+
+
+def record(action: str, obj_type: str, obj_id: Any, summary: str, **details: Any) -> None:
+    """Add an audit entry to the current transaction (committed with the change)."""
+    db.session.add(
+        AuditEntry(
+            action=action,
+            object_type=obj_type,
+            object_id=str(obj_id),
+            summary=summary,
+            details=details or None,
+        )
+    )
+
+
+def history(obj_type: str, obj_id: Any, limit: int = 50) -> list[AuditEntry]:
+    """The newest audit entries of one object."""
+    stmt = (
+        sa.select(AuditEntry)
+        .where(AuditEntry.object_type == obj_type, AuditEntry.object_id == str(obj_id))
+        .order_by(AuditEntry.id.desc())
+        .limit(limit)
+    )
+    return list(db.session.scalars(stmt))
+
+
+def has_tag(tag: str) -> sa.ColumnElement[bool]:
+    """WHERE clause: the experiment carries `tag` (array on PostgreSQL, JSON on SQLite)."""
+    if db.session.get_bind().dialect.name == "postgresql":
+        tags = sa.type_coerce(Experiment.tags, postgresql.ARRAY(sa.String(50)))
+        return tags.contains([tag])
+    each = sa.func.json_each(Experiment.tags).table_valued("value").alias("tag_each")
+    return sa.exists(sa.select(1).select_from(each).where(each.c.value == tag))
+
+
+def tag_usage() -> dict[str, int]:
+    """How many experiments carry each tag name."""
+    if db.session.get_bind().dialect.name == "postgresql":
+        name = sa.func.unnest(Experiment.tags).label("name")
+        inner = sa.select(name).subquery()
+        stmt = sa.select(inner.c.name, sa.func.count()).group_by(inner.c.name)
+    else:
+        each = sa.func.json_each(Experiment.tags).table_valued("value").alias("tag_each")
+        stmt = (
+            sa.select(each.c.value, sa.func.count())
+            .select_from(Experiment)
+            .join(each, sa.true())
+            .group_by(each.c.value)
+        )
+    return {name: count for name, count in db.session.execute(stmt)}

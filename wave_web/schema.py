@@ -1,0 +1,391 @@
+"""Experiment types: create, change and delete, registry and data table in one transaction.
+
+One function per operation, shared by the web UI and the API. Each either commits the
+registry row, the DDL and the audit entry together or leaves the database as it was.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from dataclasses import replace
+from typing import Any
+
+import sqlalchemy as sa
+import sqlalchemy.exc as sa_exc
+from sqlalchemy.orm.exc import StaleDataError
+
+from wave_web import columns
+from wave_web import datatables
+from wave_web.columns import ColumnDef
+from wave_web.errors import Conflict
+from wave_web.errors import InvalidName
+from wave_web.errors import InvalidValue
+from wave_web.errors import NameTaken
+from wave_web.errors import NotFound
+from wave_web.extensions import db
+from wave_web.models import Experiment
+from wave_web.models import ExperimentType
+from wave_web.models import record
+
+MAX_TYPE_NAME = 100
+
+
+@dataclass(frozen=True)
+class Problem:
+    """A problem with one field of the builder: which field, what is wrong, a fix."""
+
+    field: str
+    message: str
+    suggestion: str | None = None
+
+
+class SchemaProblems(InvalidValue):
+    """Several builder fields are wrong at once."""
+
+    status = 422
+
+    def __init__(self, problems: Sequence[Problem]) -> None:
+        super().__init__(" ".join(p.message for p in problems))
+        self.problems = list(problems)
+
+
+class ConversionRefused(Conflict):
+    """Some rows hold values that the requested change cannot keep."""
+
+    def __init__(self, message: str, count: int, offenders: list[datatables.Offender]):
+        super().__init__(message)
+        self.count = count
+        self.offenders = offenders
+
+
+# ---------------------------------------------------------------------------------------
+# Reading
+# ---------------------------------------------------------------------------------------
+
+
+def get_type(type_id: int) -> ExperimentType:
+    """The type with this id, or NotFound."""
+    xtype = db.session.get(ExperimentType, type_id)
+    if xtype is None:
+        raise NotFound(f"There is no experiment type with id {type_id}.")
+    return xtype
+
+
+def all_types() -> list[ExperimentType]:
+    """Every type, by name (for pickers)."""
+    return list(db.session.scalars(sa.select(ExperimentType).order_by(ExperimentType.name)))
+
+
+def type_stats(types: Sequence[ExperimentType]) -> dict[int, tuple[int, int]]:
+    """(experiments, rows) per type id for the given types."""
+    ids = [t.id for t in types]
+    experiments = dict(
+        db.session.execute(
+            sa.select(Experiment.experiment_type_id, sa.func.count())
+            .where(Experiment.experiment_type_id.in_(ids))
+            .group_by(Experiment.experiment_type_id)
+        ).all()
+    )
+    return {t.id: (experiments.get(t.id, 0), datatables.count_all(t)) for t in types}
+
+
+# ---------------------------------------------------------------------------------------
+# Checks (used live by the builder and again by create_type)
+# ---------------------------------------------------------------------------------------
+
+
+def check_type_name(name: str, exclude_id: int | None = None) -> str:
+    """A display name: trimmed, 1–100 characters, unique ignoring case."""
+    name = " ".join(name.split())
+    if not name:
+        raise InvalidValue("Give the type a name, e.g. “Stroop task”.")
+    if len(name) > MAX_TYPE_NAME:
+        raise InvalidValue(
+            f"The name is {len(name)} characters long; the limit is {MAX_TYPE_NAME}."
+        )
+    stmt = sa.select(ExperimentType.id).where(sa.func.lower(ExperimentType.name) == name.lower())
+    if exclude_id is not None:
+        stmt = stmt.where(ExperimentType.id != exclude_id)
+    if db.session.execute(stmt).first():
+        raise NameTaken(f"An experiment type named “{columns.shorten(name)}” already exists.")
+    return name
+
+
+def taken_table_names() -> set[str]:
+    """Table names used by the registry or present in the database."""
+    registered = set(db.session.scalars(sa.select(ExperimentType.table_name)))
+    return registered | datatables.existing_table_names(db.session.connection())
+
+
+def check_table_name(table_name: str, taken: set[str] | None = None) -> str:
+    """A table name valid on both databases and not in use."""
+    return columns.validate_name(
+        table_name, "table", taken if taken is not None else taken_table_names()
+    )
+
+
+def check_columns(defs: Sequence[ColumnDef]) -> list[Problem]:
+    """Every problem with a list of custom columns (names, duplicates, types)."""
+    problems: list[Problem] = []
+    seen: list[str] = []
+    for i, col in enumerate(defs):
+        try:
+            columns.validate_name(col.name, "column", seen)
+        except InvalidName as exc:
+            problems.append(Problem(f"columns-{i}-name", exc.message, exc.suggestion))
+        if col.type not in columns.COLUMN_TYPES:
+            problems.append(Problem(f"columns-{i}-type", f"Choose a column type for “{col.name}”."))
+        if len(col.description) > 1000:
+            problems.append(Problem(f"columns-{i}-description", "Keep descriptions under 1000 characters."))
+        seen.append(col.name)
+    return problems
+
+
+def check_new_type(
+    name: str, table_name: str, defs: Sequence[ColumnDef]
+) -> tuple[str, str, list[Problem]]:
+    """Validate a whole builder submission; returns the cleaned names and all problems."""
+    problems: list[Problem] = []
+    try:
+        name = check_type_name(name)
+    except (InvalidValue, NameTaken) as exc:
+        problems.append(Problem("name", exc.message))
+    table_name = table_name.strip() or (columns.suggest_name(name, "table") or "")
+    try:
+        check_table_name(table_name)
+    except InvalidName as exc:
+        problems.append(Problem("table_name", exc.message, exc.suggestion))
+    problems.extend(check_columns(defs))
+    return name, table_name, problems
+
+
+# ---------------------------------------------------------------------------------------
+# Create and delete
+# ---------------------------------------------------------------------------------------
+
+
+def create_type(
+    name: str, description: str, table_name: str, defs: Sequence[ColumnDef]
+) -> ExperimentType:
+    """Registry row + CREATE TABLE + indexes + audit entry, in one transaction."""
+    name, table_name, problems = check_new_type(name, table_name, defs)
+    if problems:
+        db.session.rollback()
+        raise SchemaProblems(problems)
+    xtype = ExperimentType(
+        name=name,
+        description=description.strip() or None,
+        table_name=table_name,
+        schema_definition=columns.schema_to_json(defs),
+    )
+    try:
+        db.session.add(xtype)
+        db.session.flush()  # the unique index serialises racing creators here
+        datatables.create_table(db.session.connection(), table_name, defs)
+        record("type.create", "experiment_type", xtype.id, f"Created type “{name}”",
+               after={"name": name, "table_name": table_name,
+                      "schema_definition": xtype.schema_definition})
+        db.session.commit()
+    except (sa_exc.IntegrityError, sa_exc.ProgrammingError) as exc:
+        db.session.rollback()
+        if _is_name_clash(exc):
+            raise NameTaken(
+                f"The name “{columns.shorten(name)}” or table “{table_name}” was just taken "
+                "by someone else. Choose another name."
+            ) from None
+        raise
+    return xtype
+
+
+def _is_name_clash(exc: sa_exc.DBAPIError) -> bool:
+    """Unique violation (registry or pg_type) or an existing table of that name."""
+    code = getattr(exc.orig, "pgcode", None)
+    if code in ("23505", "42P07"):  # unique_violation, duplicate_table
+        return True
+    text = str(exc.orig).lower()
+    return "unique constraint" in text or "already exists" in text
+
+
+def delete_type(xtype: ExperimentType, confirm: str) -> None:
+    """Drop a type and its (empty of experiments) table; refused while experiments exist."""
+    if confirm.strip() != xtype.name:
+        raise InvalidValue(f"Type the name “{xtype.name}” exactly to confirm deleting it.")
+    count = db.session.execute(
+        sa.select(sa.func.count()).where(Experiment.experiment_type_id == xtype.id)
+    ).scalar_one()
+    if count:
+        raise Conflict(
+            f"“{xtype.name}” still has {count} experiment{'s' if count != 1 else ''}; "
+            "delete or move them first."
+        )
+    table = datatables.reflect(xtype)
+    record("type.delete", "experiment_type", xtype.id, f"Deleted type “{xtype.name}”",
+           before={"name": xtype.name, "table_name": xtype.table_name,
+                   "schema_definition": xtype.schema_definition})
+    datatables.drop_table(db.session.connection(), table)
+    db.session.delete(xtype)
+    db.session.commit()
+    datatables.forget(xtype.table_name)
+
+
+def update_type(xtype: ExperimentType, name: str, description: str) -> None:
+    """Change a type's display name and description (the table name never changes)."""
+    before = {"name": xtype.name, "description": xtype.description}
+    xtype.name = check_type_name(name, exclude_id=xtype.id)
+    xtype.description = description.strip() or None
+    after = {"name": xtype.name, "description": xtype.description}
+    if before != after:
+        record("type.update", "experiment_type", xtype.id, f"Edited type “{xtype.name}”",
+               before=before, after=after)
+    _commit(xtype)
+
+
+# ---------------------------------------------------------------------------------------
+# Types over time: each change alters the table and the registry together.
+# ---------------------------------------------------------------------------------------
+
+
+def _existing(xtype: ExperimentType, name: str) -> ColumnDef:
+    col = xtype.column(name)
+    if col is None:
+        raise NotFound(f"The type “{xtype.name}” has no column “{columns.shorten(name)}”.")
+    return col
+
+
+def _commit(xtype: ExperimentType) -> None:
+    """Commit; a concurrent change of the same type (version check) is refused."""
+    try:
+        db.session.commit()
+    except StaleDataError:
+        db.session.rollback()
+        raise Conflict(
+            "Someone else changed this type at the same time. Nothing was saved; reload "
+            "the page and try again."
+        ) from None
+    finally:
+        datatables.forget(xtype.table_name)
+
+
+def _save_schema(
+    xtype: ExperimentType, defs: list[ColumnDef], action: str, summary: str, **details: Any
+) -> None:
+    before = xtype.schema_definition
+    xtype.schema_definition = columns.schema_to_json(defs)
+    record(action, "experiment_type", xtype.id, summary,
+           before=before, after=xtype.schema_definition, **details)
+    _commit(xtype)
+
+
+def add_column(xtype: ExperimentType, col: ColumnDef, fill_text: str = "") -> None:
+    """Add a custom column; a required column on a table with rows needs a fill value."""
+    defs = xtype.columns
+    problems = check_columns([*defs, col])
+    if problems:
+        raise InvalidValue(problems[-1].message + _try(problems[-1]))
+    fill = _parse_fill(col, fill_text)
+    table = datatables.reflect(xtype)
+    conn = db.session.connection()
+    if not col.nullable and fill is None and datatables.count_all(xtype):
+        raise InvalidValue(
+            f"The table already has rows: give a value for “{col.name}” to fill them with, "
+            "or make the column optional."
+        )
+    datatables.add_column(conn, table, col, fill)
+    _save_schema(xtype, [*defs, col], "type.add_column", f"Added column “{col.name}” ({col.type})")
+
+
+def _try(problem: Problem) -> str:
+    return f" Try “{problem.suggestion}”." if problem.suggestion and "Try" not in problem.message else ""
+
+
+def _parse_fill(col: ColumnDef, text: str) -> Any:
+    try:
+        return columns.parse_value(col.type, text)
+    except ValueError as exc:
+        raise InvalidValue(
+            f"The fill value “{columns.shorten(text)}” for “{col.name}” is not valid: {exc}."
+        ) from None
+
+
+def rename_column(xtype: ExperimentType, old: str, new: str) -> None:
+    """Rename a custom column in the table and the registry."""
+    _existing(xtype, old)
+    if new == old:
+        return
+    others = [c.name for c in xtype.columns if c.name != old]
+    columns.validate_name(new, "column", others)
+    datatables.rename_column(db.session.connection(), datatables.reflect(xtype), old, new)
+    defs = [replace(c, name=new) if c.name == old else c for c in xtype.columns]
+    _save_schema(xtype, defs, "type.rename_column", f"Renamed column “{old}” to “{new}”")
+
+
+def set_nullable(xtype: ExperimentType, name: str, nullable: bool) -> None:
+    """Make a column optional or required; required is refused while rows lack a value."""
+    col = _existing(xtype, name)
+    if col.nullable == nullable:
+        return
+    table = datatables.reflect(xtype)
+    conn = db.session.connection()
+    if not nullable:
+        count, offenders = datatables.null_rows(conn, table, name)
+        if count:
+            raise ConversionRefused(
+                f"“{name}” cannot become required: {count} row{'s' if count != 1 else ''} "
+                "have no value.",
+                count,
+                offenders,
+            )
+    datatables.set_nullable(conn, table, name, nullable)
+    defs = [replace(c, nullable=nullable) if c.name == name else c for c in xtype.columns]
+    state = "optional" if nullable else "required"
+    _save_schema(xtype, defs, "type.set_nullable", f"Made column “{name}” {state}")
+
+
+def describe_column(xtype: ExperimentType, name: str, description: str) -> None:
+    """Change a column's description (registry only)."""
+    _existing(xtype, name)
+    description = description.strip()
+    if len(description) > 1000:
+        raise InvalidValue("Keep descriptions under 1000 characters.")
+    defs = [replace(c, description=description) if c.name == name else c for c in xtype.columns]
+    _save_schema(xtype, defs, "type.describe_column", f"Described column “{name}”")
+
+
+def drop_column(xtype: ExperimentType, name: str, confirm: str) -> None:
+    """Drop a custom column and its values; the user types its name to confirm."""
+    _existing(xtype, name)
+    if confirm.strip() != name:
+        raise InvalidValue(f"Type the column name “{name}” exactly to confirm dropping it.")
+    datatables.drop_column(db.session.connection(), datatables.reflect(xtype), name)
+    defs = [c for c in xtype.columns if c.name != name]
+    _save_schema(xtype, defs, "type.drop_column", f"Dropped column “{name}”")
+
+
+def change_type(xtype: ExperimentType, name: str, new_type: str) -> None:
+    """Change a column's type when every existing value converts; else list the rows."""
+    col = _existing(xtype, name)
+    new_type = columns.column_type(new_type).name
+    if new_type == col.type:
+        return
+    table = datatables.reflect(xtype)
+    conn = db.session.connection()
+    count, offenders, values = datatables.conversion_problems(conn, table, col, new_type)
+    if count:
+        raise ConversionRefused(
+            f"“{name}” cannot become {new_type}: {count} value{'s' if count != 1 else ''} "
+            "would not convert. Fix or clear them first.",
+            count,
+            offenders,
+        )
+    datatables.change_type(conn, table, col, new_type, values)
+    defs = [replace(c, type=new_type) if c.name == name else c for c in xtype.columns]
+    _save_schema(xtype, defs, "type.change_type",
+                 f"Changed column “{name}” from {col.type} to {new_type}")
+
+
+def find_type(raw_id: str) -> ExperimentType | None:
+    """The type for an id typed into a form, or None (no error for junk)."""
+    if not raw_id.isdigit() or len(raw_id) > 9:
+        return None
+    return db.session.get(ExperimentType, int(raw_id))

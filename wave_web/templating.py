@@ -1,0 +1,61 @@
+"""Jinja filters and globals: times, numbers, ids."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from flask import Flask
+
+from wave_web import columns
+
+
+def iso_time(value: dt.datetime | None) -> str:
+    """Absolute UTC time, to the second."""
+    if value is None:
+        return ""
+    if value.tzinfo is not None:
+        value = value.astimezone(dt.UTC)
+    return value.strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def relative_time(value: dt.datetime | None, now: dt.datetime | None = None) -> str:
+    """'3 minutes ago' style text for a UTC time."""
+    if value is None:
+        return ""
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=dt.UTC)
+    seconds = int(((now or dt.datetime.now(dt.UTC)) - value).total_seconds())
+    if seconds < 45:
+        return "just now"
+    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
+        if seconds >= size:
+            n = seconds // size
+            if unit == "day" and n > 30:
+                return value.strftime("%Y-%m-%d")
+            return f"{n} {unit}{'s' if n != 1 else ''} ago"
+    return "just now"
+
+
+def number(value: Any) -> str:
+    """Thousands separators for counts."""
+    return f"{value:,}" if isinstance(value, int) else str(value)
+
+
+def short_id(value: Any) -> str:
+    """First 8 characters of a uuid; the full value goes in a title attribute."""
+    return str(value)[:8]
+
+
+def cell(type_name: str, value: Any) -> str:
+    """The canonical text of a stored value for display."""
+    return columns.format_value(type_name, value)
+
+
+def init_app(app: Flask) -> None:
+    app.jinja_env.filters.update(
+        iso_time=iso_time, relative_time=relative_time, number=number, short_id=short_id
+    )
+    app.jinja_env.globals.update(cell=cell, column_types=columns.COLUMN_TYPES)
+    app.jinja_env.trim_blocks = True
+    app.jinja_env.lstrip_blocks = True
