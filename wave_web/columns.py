@@ -70,6 +70,7 @@ def suggest_name(text: str, kind: str = "column") -> str | None:
     ascii_text = (
         unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode("ascii")
     )
+    ascii_text = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", ascii_text)  # camelCase
     name = re.sub(r"[^a-z0-9]+", "_", ascii_text.lower()).strip("_")
     for prefix in ("pg_", "sqlite_"):
         while name.startswith(prefix):
@@ -96,11 +97,13 @@ def _first_problem(name: str, kind: str) -> str | None:
     if name.lower() != name and NAME_PATTERN.fullmatch(name.lower()):
         return "contains upper-case letters; names are lower case"
     if not NAME_PATTERN.fullmatch(name):
-        bad = next((c for c in name if not re.fullmatch(r"[a-z0-9_]", c)), None)
-        if not name[0].isalpha() or not name[0].isascii():
+        if not ("a" <= name[0].lower() <= "z"):
             return "must start with a letter a–z"
+        issues = ["upper-case letters"] if any(c.isupper() for c in name) else []
+        odd = [c for c in dict.fromkeys(name) if not re.fullmatch(r"[A-Za-z0-9_]", c)]
+        issues += [describe_char(c) for c in odd[:3]]
         return (
-            f"contains {describe_char(bad)}; use only lower-case letters a–z, "
+            f"contains {' and '.join(issues)}; use only lower-case letters a–z, "
             "digits and underscores"
         )
     if name.startswith(("pg_", "sqlite_")):
@@ -251,7 +254,10 @@ def parse_datetime(text: str) -> dt.datetime:
             "expected an ISO 8601 date-time like 2024-03-04T14:30:00Z or a date like 2024-03-04"
         ) from None
     if value.tzinfo is not None:
-        value = value.astimezone(dt.UTC).replace(tzinfo=None)
+        try:
+            value = value.astimezone(dt.UTC).replace(tzinfo=None)
+        except OverflowError:  # e.g. 0001-01-01T00:00:00+01:00 is before year 1 in UTC
+            raise ValueError("expected a date-time between years 1 and 9999 in UTC") from None
     return value
 
 

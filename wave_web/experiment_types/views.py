@@ -67,7 +67,13 @@ def _builder(template: str, state: BuilderState, status: int = 200, check: bool 
     ddl = None
     if table_name and not problems:
         ddl = datatables.create_statements(table_name, state.filled_columns, db.engine.dialect)
-    context = {"state": state, "problems": problems, "table_name": table_name, "ddl": ddl}
+    context = {
+        "state": state,
+        "problems": problems,
+        "table_name": table_name,
+        "ddl": ddl,
+        "oob": template.endswith("_checks.html"),  # live checks swap out of band
+    }
     return render_template(template, **context), status
 
 
