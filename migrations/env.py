@@ -1,10 +1,9 @@
-"""Alembic environment for wave_web's static tables (dynamic data tables are ignored)."""
+"""Alembic environment for the static tables (dynamic data tables are ignored)."""
 
 from __future__ import annotations
 
 from alembic import context
 from flask import current_app
-
 from wave_web import models  # noqa: F401  (registers the static tables)
 from wave_web.extensions import db
 
@@ -14,9 +13,7 @@ target_metadata = db.metadata
 
 def include_object(obj, name, type_, reflected, compare_to):
     # Experiment types create tables at run time; autogenerate must leave them alone.
-    if type_ == "table" and reflected and compare_to is None:
-        return False
-    return True
+    return not (type_ == "table" and reflected and compare_to is None)
 
 
 def run_migrations_offline() -> None:

@@ -1,8 +1,8 @@
-"""Fixtures: an app on a fresh database per test, SQLite always, PostgreSQL when configured.
+"""Fixtures: an app on a fresh database per test; SQLite always, PostgreSQL if set up.
 
-The PostgreSQL case uses a throwaway schema (search_path) in WAVE_TEST_DATABASE_URL, dropped
-at teardown; tests never assume an empty database and never use rollback tricks, because
-our code runs DDL.
+The PostgreSQL case uses a throwaway schema (search_path) in WAVE_TEST_DATABASE_URL,
+dropped at teardown; tests never assume an empty database and never use rollback
+tricks, because our code runs DDL.
 """
 
 from __future__ import annotations
@@ -11,9 +11,12 @@ import os
 import uuid
 from urllib.parse import quote
 
+import jinja2
 import pytest
 import sqlalchemy as sa
-
+from flask import current_app
+from flask import has_app_context
+from flask.testing import FlaskClient
 from wave_web import create_app
 from wave_web.config import normalise_database_url
 from wave_web.extensions import db as _db
@@ -44,7 +47,9 @@ def database_url(request, tmp_path):
         yield f"sqlite:///{tmp_path / 'wave.db'}"
         return
     schema = f"t_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(normalise_database_url(PG_URL), isolation_level="AUTOCOMMIT")
+    admin = sa.create_engine(
+        normalise_database_url(PG_URL), isolation_level="AUTOCOMMIT"
+    )
     with admin.connect() as conn:
         conn.execute(sa.schema.CreateSchema(schema))
     try:
@@ -57,8 +62,32 @@ def database_url(request, tmp_path):
 
 def pytest_generate_tests(metafunc):
     """Every test that uses a database runs on both backends."""
-    if "database_url" in metafunc.fixturenames and "backend" not in metafunc.fixturenames:
+    if (
+        "database_url" in metafunc.fixturenames
+        and "backend" not in metafunc.fixturenames
+    ):
         metafunc.parametrize("database_url", BACKENDS, indirect=True)
+
+
+class RequestIsolatedClient(FlaskClient):
+    """Each request runs in a transaction of its own, as in production.
+
+    pytest-flask keeps an app context (and so one database session) open for the whole
+    test, and requests reuse it: without this, a request would continue the test's
+    transaction (an old SQLite snapshot) and leave its own open, e.g. holding SQLite's
+    write lock (BEGIN IMMEDIATE on POST) while the test inspects the database.
+    """
+
+    def open(self, *args, **kwargs):
+        self._end_shared_transaction()
+        try:
+            return super().open(*args, **kwargs)
+        finally:
+            self._end_shared_transaction()
+
+    def _end_shared_transaction(self) -> None:
+        if has_app_context() and current_app._get_current_object() is self.application:
+            _db.session.rollback()
 
 
 def make_app(database_url: str, tmp_path, **overrides):
@@ -72,7 +101,8 @@ def make_app(database_url: str, tmp_path, **overrides):
         **overrides,
     }
     app = create_app(config)
-    app.jinja_env.undefined = __import__("jinja2").StrictUndefined
+    app.jinja_env.undefined = jinja2.StrictUndefined
+    app.test_client_class = RequestIsolatedClient
     return app
 
 

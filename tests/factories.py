@@ -26,7 +26,9 @@ def make_type(
     return schema.create_type(name, description, table_name, list(columns))
 
 
-def make_experiment(xtype, description: str = "Pilot", tags: Sequence[str] = (), data=None):
+def make_experiment(
+    xtype, description: str = "Pilot", tags: Sequence[str] = (), data=None
+):
     return catalog.create_experiment(xtype, description, list(tags), data or {})
 
 

@@ -9,6 +9,7 @@ from typing import Any
 
 import orjson
 import sqlalchemy as sa
+import sqlalchemy.exc as sa_exc
 
 from wave_web import columns
 from wave_web import datatables
@@ -36,15 +37,19 @@ class ExperimentFilter:
     page: int = 1
 
 
-# ---------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------
 # Experiments
-# ---------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------
 
 
 def get_experiment(experiment_uuid: uuid.UUID | str) -> Experiment:
     """The experiment with this uuid, or NotFound (also for malformed uuids)."""
     try:
-        key = experiment_uuid if isinstance(experiment_uuid, uuid.UUID) else uuid.UUID(experiment_uuid)
+        key = (
+            experiment_uuid
+            if isinstance(experiment_uuid, uuid.UUID)
+            else uuid.UUID(experiment_uuid)
+        )
     except ValueError:
         raise NotFound("There is no experiment with that id.") from None
     experiment = db.session.get(Experiment, key)
@@ -61,8 +66,11 @@ def list_experiments(f: ExperimentFilter, per_page: int = 25):
     if f.type_id is not None:
         stmt = stmt.where(Experiment.experiment_type_id == f.type_id)
     if f.tag:
-        stmt = stmt.where(has_tag(f.tag))
-    return db.paginate(stmt, page=f.page, per_page=per_page, error_out=False, count=True)
+        tag = find_tag(f.tag)  # tag names ignore case; arrays hold the stored spelling
+        stmt = stmt.where(has_tag(tag.name if tag else f.tag))
+    return db.paginate(
+        stmt, page=f.page, per_page=per_page, error_out=False, count=True
+    )
 
 
 def row_counts(experiments: Iterable[Experiment]) -> dict[uuid.UUID, int]:
@@ -85,12 +93,15 @@ def parse_additional_data(text: str) -> dict[str, Any]:
         value = orjson.loads(text)
     except orjson.JSONDecodeError as exc:
         raise InvalidValue(
-            f"Additional data is not valid JSON (line {exc.lineno}, column {exc.colno}: "
-            f"{exc.msg}). Example: {{\"site\": \"Berlin\", \"session\": 2}}."
+            "Additional data is not valid JSON "
+            f"(line {exc.lineno}, column {exc.colno}: "
+            f'{exc.msg}). Example: {{"site": "Berlin", "session": 2}}.',
+            field="additional_data",
         ) from None
     if not isinstance(value, dict):
         raise InvalidValue(
-            'Additional data must be a JSON object in braces, e.g. {"site": "Berlin"}.'
+            'Additional data must be a JSON object in braces, e.g. {"site": "Berlin"}.',
+            field="additional_data",
         )
     return value
 
@@ -98,14 +109,23 @@ def parse_additional_data(text: str) -> dict[str, Any]:
 def _clean_description(description: str) -> str:
     description = description.strip()
     if not description:
-        raise InvalidValue("Describe the experiment, e.g. “Pilot, spring 2026, lab B”.")
+        raise InvalidValue(
+            "Describe the experiment, e.g. “Pilot, spring 2026, lab B”.",
+            field="description",
+        )
     if len(description) > MAX_DESCRIPTION:
-        raise InvalidValue(f"Keep the description under {MAX_DESCRIPTION:,} characters.")
+        raise InvalidValue(
+            f"Keep the description under {MAX_DESCRIPTION:,} characters.",
+            field="description",
+        )
     return description
 
 
 def create_experiment(
-    xtype: ExperimentType, description: str, tag_names: Iterable[str], additional_data: dict
+    xtype: ExperimentType,
+    description: str,
+    tag_names: Iterable[str],
+    additional_data: dict,
 ) -> Experiment:
     """A new experiment of `xtype`; tags must exist (see resolve_tags)."""
     experiment = Experiment(
@@ -116,15 +136,22 @@ def create_experiment(
     )
     db.session.add(experiment)
     db.session.flush()
-    record("experiment.create", "experiment", experiment.uuid,
-           f"Created experiment “{columns.shorten(experiment.description)}”",
-           after=_snapshot(experiment))
+    record(
+        "experiment.create",
+        "experiment",
+        experiment.uuid,
+        f"Created experiment “{columns.shorten(experiment.description)}”",
+        after=_snapshot(experiment),
+    )
     db.session.commit()
     return experiment
 
 
 def update_experiment(
-    experiment: Experiment, description: str, tag_names: Iterable[str], additional_data: dict
+    experiment: Experiment,
+    description: str,
+    tag_names: Iterable[str],
+    additional_data: dict,
 ) -> None:
     """Change description, tags and additional data (the type never changes)."""
     before = _snapshot(experiment)
@@ -133,18 +160,31 @@ def update_experiment(
     experiment.additional_data = additional_data
     after = _snapshot(experiment)
     if before != after:
-        record("experiment.update", "experiment", experiment.uuid,
-               f"Edited experiment “{columns.shorten(experiment.description)}”",
-               before=before, after=after)
+        record(
+            "experiment.update",
+            "experiment",
+            experiment.uuid,
+            f"Edited experiment “{columns.shorten(experiment.description)}”",
+            before=before,
+            after=after,
+        )
     db.session.commit()
 
 
 def delete_experiment(experiment: Experiment) -> int:
-    """Delete an experiment and all its rows in one transaction; returns rows deleted."""
-    rows = datatables.delete_experiment_rows(experiment.experiment_type, experiment.uuid)
-    record("experiment.delete", "experiment", experiment.uuid,
-           f"Deleted experiment “{columns.shorten(experiment.description)}” and {rows} rows",
-           before=_snapshot(experiment), rows=rows)
+    """Delete an experiment and its rows in one transaction; returns rows deleted."""
+    rows = datatables.delete_experiment_rows(
+        experiment.experiment_type, experiment.uuid
+    )
+    record(
+        "experiment.delete",
+        "experiment",
+        experiment.uuid,
+        f"Deleted experiment “{columns.shorten(experiment.description)}” "
+        f"and {rows} rows",
+        before=_snapshot(experiment),
+        rows=rows,
+    )
     db.session.delete(experiment)
     db.session.commit()
     return rows
@@ -159,9 +199,9 @@ def _snapshot(e: Experiment) -> dict[str, Any]:
     }
 
 
-# ---------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------
 # Tags
-# ---------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------
 
 
 def split_tag_text(text: str) -> list[str]:
@@ -184,11 +224,17 @@ def resolve_tags(names: Iterable[str], create_missing: bool = True) -> list[str]
         tag = find_tag(name)
         if tag is None:
             if not create_missing:
-                raise InvalidValue(f"There is no tag “{name}”.")
+                raise InvalidValue(f"There is no tag “{name}”.", field="tags")
             tag = Tag(name=name)
             db.session.add(tag)
-            db.session.flush()
-            record("tag.create", "tag", tag.id, f"Created tag “{name}”", after={"name": name})
+            _flush_tag(name)
+            record(
+                "tag.create",
+                "tag",
+                tag.id,
+                f"Created tag “{name}”",
+                after={"name": name},
+            )
         if tag.name.lower() not in {r.lower() for r in result}:
             result.append(tag.name)
     return result
@@ -211,13 +257,30 @@ def list_tags(page: int = 1, per_page: int = 50, q: str = ""):
 
 def all_tag_names() -> list[str]:
     """Every tag name (for pickers), by name."""
-    return list(db.session.scalars(sa.select(Tag.name).order_by(sa.func.lower(Tag.name))))
+    return list(
+        db.session.scalars(sa.select(Tag.name).order_by(sa.func.lower(Tag.name)))
+    )
 
 
 def _check_unique(name: str, exclude_id: int | None = None) -> None:
     existing = find_tag(name)
     if existing is not None and existing.id != exclude_id:
-        raise NameTaken(f"A tag named “{existing.name}” already exists (names ignore case).")
+        raise NameTaken(
+            f"A tag named “{existing.name}” already exists (names ignore case).",
+            field="tags",
+        )
+
+
+def _flush_tag(name: str) -> None:
+    """Flush a new or renamed tag; a concurrent request that took the name wins."""
+    try:
+        db.session.flush()
+    except sa_exc.IntegrityError:
+        db.session.rollback()
+        raise NameTaken(
+            f"A tag named “{columns.shorten(name)}” was just created by someone else.",
+            field="tags",
+        ) from None
 
 
 def create_tag(name: str, description: str = "") -> Tag:
@@ -226,9 +289,14 @@ def create_tag(name: str, description: str = "") -> Tag:
     _check_unique(name)
     tag = Tag(name=name, description=description.strip() or None)
     db.session.add(tag)
-    db.session.flush()
-    record("tag.create", "tag", tag.id, f"Created tag “{name}”",
-           after={"name": name, "description": tag.description})
+    _flush_tag(name)
+    record(
+        "tag.create",
+        "tag",
+        tag.id,
+        f"Created tag “{name}”",
+        after={"name": name, "description": tag.description},
+    )
     db.session.commit()
     return tag
 
@@ -238,21 +306,31 @@ def experiments_with_tag(name: str) -> list[Experiment]:
 
 
 def update_tag(tag: Tag, name: str, description: str) -> int:
-    """Rename/describe a tag; a rename updates every experiment's tag array (returned)."""
+    """Rename/describe a tag; returns how many experiments' tags a rename updated."""
     new_name = columns.clean_tag_name(name)
     _check_unique(new_name, exclude_id=tag.id)
     before = {"name": tag.name, "description": tag.description}
     changed = 0
     if new_name != tag.name:
         for experiment in experiments_with_tag(tag.name):
-            experiment.tags = [new_name if t == tag.name else t for t in experiment.tags]
+            experiment.tags = [
+                new_name if t == tag.name else t for t in experiment.tags
+            ]
             changed += 1
     tag.name = new_name
     tag.description = description.strip() or None
+    _flush_tag(new_name)
     after = {"name": tag.name, "description": tag.description}
     if before != after:
-        record("tag.update", "tag", tag.id, f"Edited tag “{tag.name}”",
-               before=before, after=after, experiments_updated=changed)
+        record(
+            "tag.update",
+            "tag",
+            tag.id,
+            f"Edited tag “{tag.name}”",
+            before=before,
+            after=after,
+            experiments_updated=changed,
+        )
     db.session.commit()
     return changed
 
@@ -262,9 +340,14 @@ def delete_tag(tag: Tag) -> int:
     experiments = experiments_with_tag(tag.name)
     for experiment in experiments:
         experiment.tags = [t for t in experiment.tags if t != tag.name]
-    record("tag.delete", "tag", tag.id, f"Deleted tag “{tag.name}”",
-           before={"name": tag.name, "description": tag.description},
-           experiments_updated=len(experiments))
+    record(
+        "tag.delete",
+        "tag",
+        tag.id,
+        f"Deleted tag “{tag.name}”",
+        before={"name": tag.name, "description": tag.description},
+        experiments_updated=len(experiments),
+    )
     db.session.delete(tag)
     db.session.commit()
     return len(experiments)

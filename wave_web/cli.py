@@ -32,24 +32,32 @@ SURVEY = [
 ]
 
 
-def _stroop_rows(rng: random.Random, participants: int, start: dt.datetime) -> list[dict]:
+def _stroop_rows(
+    rng: random.Random, participants: int, start: dt.datetime
+) -> list[dict]:
     colours = ["red", "green", "blue", "yellow"]
     rows = []
     for p in range(1, participants + 1):
         for trial in range(1, 61):
             word, ink = rng.choice(colours), rng.choice(colours)
             rt = rng.lognormvariate(-0.5 + (0 if word == ink else 0.12), 0.25)
-            rows.append({
-                "participant_id": f"P{p:03d}",
-                "trial": trial,
-                "word": word,
-                "ink": ink,
-                "congruent": word == ink,
-                "reaction_time": round(rt, 4) if rng.random() > 0.02 else None,
-                "correct": rng.random() > 0.07,
-                "responded_at": start + dt.timedelta(minutes=p * 15, seconds=trial * 2.5),
-                "extra": {"block": 1 + (trial - 1) // 20, "key": rng.choice("dfjk")},
-            })
+            rows.append(
+                {
+                    "participant_id": f"P{p:03d}",
+                    "trial": trial,
+                    "word": word,
+                    "ink": ink,
+                    "congruent": word == ink,
+                    "reaction_time": round(rt, 4) if rng.random() > 0.02 else None,
+                    "correct": rng.random() > 0.07,
+                    "responded_at": start
+                    + dt.timedelta(minutes=p * 15, seconds=trial * 2.5),
+                    "extra": {
+                        "block": 1 + (trial - 1) // 20,
+                        "key": rng.choice("dfjk"),
+                    },
+                }
+            )
     return rows
 
 
@@ -71,18 +79,26 @@ def fill_demo(seed: int = 7) -> str:
     """Create the demo types, experiments, tags and rows; returns a summary."""
     rng = random.Random(seed)
     stroop = schema.create_type(
-        "Stroop task", "Colour-word interference, keyboard responses.", "stroop_trials", STROOP
+        "Stroop task",
+        "Colour-word interference, keyboard responses.",
+        "stroop_trials",
+        STROOP,
     )
     survey = schema.create_type(
-        "Post-session questionnaire", "Likert items after each session.", "questionnaire", SURVEY
+        "Post-session questionnaire",
+        "Likert items after each session.",
+        "questionnaire",
+        SURVEY,
     )
     start = dt.datetime(2026, 3, 2, 9, 0)
     total = 0
-    for i, (desc, tags, n) in enumerate([
-        ("Pilot, lab A", ["pilot", "lab-a"], 8),
-        ("Main study wave 1, lab A", ["main", "lab-a"], 20),
-        ("Main study wave 1, lab B", ["main", "lab-b"], 18),
-    ]):
+    for i, (desc, tags, n) in enumerate(
+        [
+            ("Pilot, lab A", ["pilot", "lab-a"], 8),
+            ("Main study wave 1, lab A", ["main", "lab-a"], 20),
+            ("Main study wave 1, lab B", ["main", "lab-b"], 18),
+        ]
+    ):
         e = catalog.create_experiment(stroop, desc, tags, {"site": tags[-1], "wave": i})
         total += datatables.insert_rows(stroop, e.uuid, _stroop_rows(rng, n, start))
         q = catalog.create_experiment(survey, desc + " — questionnaire", tags, {})
@@ -98,15 +114,21 @@ def init_app(app: Flask) -> None:
     def init_db() -> None:
         """Create or upgrade the static tables (also done on first start)."""
         ok = database.migrate_database(app)
-        click.echo("Database is up to date." if ok else "The database is not reachable.")
+        click.echo(
+            "Database is up to date." if ok else "The database is not reachable."
+        )
 
     @app.cli.command("demo")
-    @click.option("--seed", default=7, show_default=True, help="Random seed for the rows.")
+    @click.option(
+        "--seed", default=7, show_default=True, help="Random seed for the rows."
+    )
     def demo(seed: int) -> None:
-        """Fill a small realistic sample: two types, experiments, tags, a few thousand rows."""
+        """Fill a small realistic sample: two types, experiments, tags, a few
+        thousand rows."""
         try:
             click.echo(fill_demo(seed))
         except WaveError as exc:
             raise click.ClickException(
-                f"{exc.message} (the demo may already be loaded; it only fills an empty app)"
+                f"{exc.message} (the demo may already be loaded; "
+                "it only fills an empty app)"
             ) from None

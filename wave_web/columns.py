@@ -8,6 +8,7 @@ so that SQLite and PostgreSQL accept and refuse exactly the same input.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import math
 import re
 import unicodedata
@@ -23,13 +24,19 @@ from sqlalchemy.dialects.postgresql.base import RESERVED_WORDS as _PG_RESERVED
 from wave_web.errors import InvalidName
 from wave_web.errors import InvalidValue
 
-# ---------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------
 # Names
-# ---------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------
 
 MAX_NAME_BYTES = 63
 NAME_PATTERN = re.compile(r"[a-z][a-z0-9_]*")
-STANDARD_COLUMNS = ("id", "experiment_uuid", "participant_id", "created_at", "updated_at")
+STANDARD_COLUMNS = (
+    "id",
+    "experiment_uuid",
+    "participant_id",
+    "created_at",
+    "updated_at",
+)
 STATIC_TABLES = frozenset(
     {
         "tags",
@@ -45,20 +52,155 @@ STATIC_TABLES = frozenset(
 
 # The full keyword list of SQLite (sqlite.org/lang_keywords.html): wider than what
 # SQLAlchemy quotes, because a name that needs quoting in one tool breaks another.
-_SQLITE_KEYWORDS = """
-abort action add after all alter always analyze and as asc attach autoincrement before
-begin between by cascade case cast check collate column commit conflict constraint create
-cross current current_date current_time current_timestamp database default deferrable
-deferred delete desc detach distinct do drop each else end escape except exclude exclusive
-exists explain fail filter first following for foreign from full generated glob group
-groups having if ignore immediate in index indexed initially inner insert instead
-intersect into is isnull join key last left like limit match materialized natural no not
-nothing notnull null nulls of offset on or order others outer over partition plan pragma
-preceding primary query raise range recursive references regexp reindex release rename
-replace restrict returning right rollback row rows savepoint select set table temp
-temporary then ties to transaction trigger unbounded union unique update using vacuum
-values view virtual when where window with without
-""".split()
+_SQLITE_KEYWORDS = [
+    "abort",
+    "action",
+    "add",
+    "after",
+    "all",
+    "alter",
+    "always",
+    "analyze",
+    "and",
+    "as",
+    "asc",
+    "attach",
+    "autoincrement",
+    "before",
+    "begin",
+    "between",
+    "by",
+    "cascade",
+    "case",
+    "cast",
+    "check",
+    "collate",
+    "column",
+    "commit",
+    "conflict",
+    "constraint",
+    "create",
+    "cross",
+    "current",
+    "current_date",
+    "current_time",
+    "current_timestamp",
+    "database",
+    "default",
+    "deferrable",
+    "deferred",
+    "delete",
+    "desc",
+    "detach",
+    "distinct",
+    "do",
+    "drop",
+    "each",
+    "else",
+    "end",
+    "escape",
+    "except",
+    "exclude",
+    "exclusive",
+    "exists",
+    "explain",
+    "fail",
+    "filter",
+    "first",
+    "following",
+    "for",
+    "foreign",
+    "from",
+    "full",
+    "generated",
+    "glob",
+    "group",
+    "groups",
+    "having",
+    "if",
+    "ignore",
+    "immediate",
+    "in",
+    "index",
+    "indexed",
+    "initially",
+    "inner",
+    "insert",
+    "instead",
+    "intersect",
+    "into",
+    "is",
+    "isnull",
+    "join",
+    "key",
+    "last",
+    "left",
+    "like",
+    "limit",
+    "match",
+    "materialized",
+    "natural",
+    "no",
+    "not",
+    "nothing",
+    "notnull",
+    "null",
+    "nulls",
+    "of",
+    "offset",
+    "on",
+    "or",
+    "order",
+    "others",
+    "outer",
+    "over",
+    "partition",
+    "plan",
+    "pragma",
+    "preceding",
+    "primary",
+    "query",
+    "raise",
+    "range",
+    "recursive",
+    "references",
+    "regexp",
+    "reindex",
+    "release",
+    "rename",
+    "replace",
+    "restrict",
+    "returning",
+    "right",
+    "rollback",
+    "row",
+    "rows",
+    "savepoint",
+    "select",
+    "set",
+    "table",
+    "temp",
+    "temporary",
+    "then",
+    "ties",
+    "to",
+    "transaction",
+    "trigger",
+    "unbounded",
+    "union",
+    "unique",
+    "update",
+    "using",
+    "vacuum",
+    "values",
+    "view",
+    "virtual",
+    "when",
+    "where",
+    "window",
+    "with",
+    "without",
+]
 # PostgreSQL system columns and SQLite's rowid aliases cannot be user columns either.
 _SYSTEM_COLUMNS = {"oid", "tableoid", "xmin", "xmax", "cmin", "cmax", "ctid", "rowid"}
 _SYSTEM_COLUMNS |= {"_rowid_"}
@@ -66,7 +208,7 @@ RESERVED_WORDS = frozenset(_PG_RESERVED) | frozenset(_SQLITE_KEYWORDS) | _SYSTEM
 
 
 def suggest_name(text: str, kind: str = "column") -> str | None:
-    """A valid identifier close to what was typed (`Reaction Time` → `reaction_time`)."""
+    """A valid identifier near what was typed (`Reaction Time` → `reaction_time`)."""
     ascii_text = (
         unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode("ascii")
     )
@@ -142,7 +284,11 @@ def validate_name(name: str, kind: str = "column", taken: Iterable[str] = ()) ->
             else "is already used by another column of this type"
         )
     if problem is not None:
-        raise InvalidName(name, f"The {kind} name “{name}” {problem}.", suggest(name, kind, taken))
+        raise InvalidName(
+            name,
+            f"The {kind} name “{shorten(name, 100)}” {problem}.",
+            suggest(name, kind, taken),
+        )
     return name
 
 
@@ -166,30 +312,38 @@ def clean_tag_name(raw: str) -> str:
     """Trim a tag name and check it fits an experiment's VARCHAR(50) tag array."""
     name = " ".join(raw.split())
     if not name:
-        raise InvalidValue("A tag name cannot be empty.")
+        raise InvalidValue("A tag name cannot be empty.", field="tags")
     if len(name) > MAX_TAG_LENGTH:
         raise InvalidValue(
             f"The tag name “{shorten(name)}” is {len(name)} characters long; "
-            f"tags are limited to {MAX_TAG_LENGTH} characters."
+            f"tags are limited to {MAX_TAG_LENGTH} characters.",
+            field="tags",
         )
     if "," in name:
         raise InvalidValue(
-            f"The tag name “{shorten(name)}” contains a comma; commas separate tags."
+            f"The tag name “{shorten(name)}” contains a comma; commas separate tags.",
+            field="tags",
         )
     if any(not c.isprintable() for c in name):
-        raise InvalidValue("A tag name cannot contain control characters.")
+        raise InvalidValue(
+            "A tag name cannot contain control characters.", field="tags"
+        )
     return name
 
 
 def shorten(text: str, limit: int = 60) -> str:
     """Shorten a value for an error message, keeping it recognisable."""
-    text = text.encode("unicode_escape").decode("ascii") if not text.isprintable() else text
+    text = (
+        text.encode("unicode_escape").decode("ascii")
+        if not text.isprintable()
+        else text
+    )
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-# ---------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------
 # Values
-# ---------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------
 
 INT_MIN, INT_MAX = -(2**31), 2**31 - 1
 _TRUE = {"true", "t", "yes", "y", "1"}
@@ -200,7 +354,9 @@ def parse_integer(text: str) -> int:
     s = text.strip()
     digits = s[1:] if s[:1] in "+-" else s
     if not (digits.isascii() and digits.isdigit()):
-        raise ValueError("expected a whole number like 42 (no decimals, exponents or commas)")
+        raise ValueError(
+            "expected a whole number like 42 (no decimals, exponents or commas)"
+        )
     value = int(s)
     if not INT_MIN <= value <= INT_MAX:
         raise ValueError(f"expected a whole number between {INT_MIN} and {INT_MAX}")
@@ -251,26 +407,50 @@ def parse_datetime(text: str) -> dt.datetime:
         value = dt.datetime.fromisoformat(s)
     except ValueError:
         raise ValueError(
-            "expected an ISO 8601 date-time like 2024-03-04T14:30:00Z or a date like 2024-03-04"
+            "expected an ISO 8601 date-time like 2024-03-04T14:30:00Z "
+            "or a date like 2024-03-04"
         ) from None
+    if "." in s or "," in s:
+        _check_fraction(s)
     if value.tzinfo is not None:
         try:
             value = value.astimezone(dt.UTC).replace(tzinfo=None)
-        except OverflowError:  # e.g. 0001-01-01T00:00:00+01:00 is before year 1 in UTC
-            raise ValueError("expected a date-time between years 1 and 9999 in UTC") from None
+        except OverflowError:  # 0001-01-01T00:00:00+01:00 is before year 1 in UTC
+            raise ValueError(
+                "expected a date-time between years 1 and 9999 in UTC"
+            ) from None
     return value
+
+
+_FRACTION = re.compile(r"[.,](\d+)")
+_LONG_DIGITS = re.compile(r"\d{19}")
+
+
+def _check_fraction(text: str) -> None:
+    """Refuse more than microseconds: Python would cut the extra digits silently."""
+    match = _FRACTION.search(text)
+    if match and len(match.group(1)) > 6:
+        raise ValueError("expected at most 6 decimal places of seconds (microseconds)")
 
 
 def parse_json(text: str) -> Any:
     try:
         value = orjson.loads(text)
-    except orjson.JSONDecodeError:
+        if _LONG_DIGITS.search(text):
+            # orjson makes integers beyond 64 bits floats; Python's parser keeps them.
+            value = json.loads(text, parse_constant=_refuse_constant)
+    except (orjson.JSONDecodeError, json.JSONDecodeError):
         raise ValueError(
-            'expected valid JSON like {"key": 1} or [1, 2] (NaN and Infinity are not JSON)'
+            'expected valid JSON like {"key": 1} or [1, 2] '
+            "(NaN and Infinity are not JSON)"
         ) from None
     if value is None:
         raise ValueError("JSON null is not stored; leave the cell empty for no value")
     return value
+
+
+def _refuse_constant(name: str) -> Any:
+    raise json.JSONDecodeError(f"{name} is not JSON", name, 0)
 
 
 def format_datetime(value: dt.datetime) -> str:
@@ -280,7 +460,10 @@ def format_datetime(value: dt.datetime) -> str:
 
 
 def format_json(value: Any) -> str:
-    return orjson.dumps(value).decode("utf-8")
+    try:
+        return orjson.dumps(value).decode("utf-8")
+    except TypeError:  # an integer beyond 64 bits
+        return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
 
 
 @dataclass(frozen=True)
@@ -300,24 +483,58 @@ class ColumnType:
 COLUMN_TYPES: dict[str, ColumnType] = {
     t.name: t
     for t in (
-        ColumnType("INTEGER", "Whole number", sa.Integer, parse_integer, str, "number", "42"),
-        ColumnType("FLOAT", "Decimal number", sa.Float, parse_float, repr, "number", "0.25"),
         ColumnType(
-            "STRING", "Short text (≤ 255)", lambda: sa.String(255), parse_string, str, "text",
-            "congruent", strip=False,
-        ),
-        ColumnType("TEXT", "Long text", sa.Text, parse_text, str, "textarea", "free text", strip=False),
-        ColumnType(
-            "BOOLEAN", "True / false", sa.Boolean, parse_boolean,
-            lambda v: "true" if v else "false", "checkbox", "true",
+            "INTEGER", "Whole number", sa.Integer, parse_integer, str, "number", "42"
         ),
         ColumnType(
-            "DATETIME", "Date and time (UTC)", sa.DateTime, parse_datetime, format_datetime,
-            "datetime", "2024-03-04T14:30:00Z",
+            "FLOAT", "Decimal number", sa.Float, parse_float, repr, "number", "0.25"
         ),
         ColumnType(
-            "JSON", "JSON", lambda: sa.JSON(none_as_null=True), parse_json, format_json,
-            "textarea", '{"block": 1}',
+            "STRING",
+            "Short text (≤ 255)",
+            lambda: sa.String(255),
+            parse_string,
+            str,
+            "text",
+            "congruent",
+            strip=False,
+        ),
+        ColumnType(
+            "TEXT",
+            "Long text",
+            sa.Text,
+            parse_text,
+            str,
+            "textarea",
+            "free text",
+            strip=False,
+        ),
+        ColumnType(
+            "BOOLEAN",
+            "True / false",
+            sa.Boolean,
+            parse_boolean,
+            lambda v: "true" if v else "false",
+            "checkbox",
+            "true",
+        ),
+        ColumnType(
+            "DATETIME",
+            "Date and time (UTC)",
+            sa.DateTime,
+            parse_datetime,
+            format_datetime,
+            "datetime",
+            "2024-03-04T14:30:00Z",
+        ),
+        ColumnType(
+            "JSON",
+            "JSON",
+            lambda: sa.JSON(none_as_null=True),
+            parse_json,
+            format_json,
+            "textarea",
+            '{"block": 1}',
         ),
     )
 }
@@ -329,7 +546,8 @@ def column_type(name: str) -> ColumnType:
     found = COLUMN_TYPES.get(str(name).upper())
     if found is None:
         raise InvalidValue(
-            f"Unknown column type “{shorten(str(name))}”; use one of {', '.join(TYPE_NAMES)}."
+            f"Unknown column type “{shorten(str(name))}”; "
+            f"use one of {', '.join(TYPE_NAMES)}."
         )
     return found
 
@@ -349,9 +567,9 @@ def format_value(type_name: str, value: Any) -> str:
     return COLUMN_TYPES[type_name].format(value)
 
 
-# ---------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------
 # Schema definitions (experiment_types.schema_definition)
-# ---------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -371,7 +589,7 @@ class ColumnDef:
 
 
 def normalise_schema(definition: Any) -> list[ColumnDef]:
-    """Read either seed form (`"col": "TYPE"` or `"col": {"type": …, "nullable": …}`)."""
+    """Read either seed form: `"col": "TYPE"` or `"col": {"type": …, "nullable": …}`."""
     if definition is None:
         return []
     if not isinstance(definition, dict):
@@ -383,14 +601,19 @@ def normalise_schema(definition: Any) -> list[ColumnDef]:
         elif isinstance(spec, dict) and "type" in spec:
             nullable = spec.get("nullable", True)
             if not isinstance(nullable, bool):
-                raise InvalidValue(f"Column “{shorten(name)}”: nullable must be true or false.")
+                raise InvalidValue(
+                    f"Column “{shorten(name)}”: nullable must be true or false."
+                )
             description = spec.get("description") or ""
             columns.append(
-                ColumnDef(name, column_type(spec["type"]).name, nullable, str(description))
+                ColumnDef(
+                    name, column_type(spec["type"]).name, nullable, str(description)
+                )
             )
         else:
             raise InvalidValue(
-                f"Column “{shorten(str(name))}” needs a type: \"TYPE\" or {{\"type\": \"TYPE\"}}."
+                f"Column “{shorten(str(name))}” needs a type: "
+                '"TYPE" or {"type": "TYPE"}.'
             )
     return columns
 

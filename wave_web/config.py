@@ -12,7 +12,8 @@ DEV_SECRET = "dev-only-insecure-secret"
 def defaults(instance_path: str) -> dict[str, Any]:
     """Settings that work on a fresh machine: SQLite in instance/wave.db."""
     return {
-        "SQLALCHEMY_DATABASE_URI": "sqlite:///" + os.path.join(instance_path, "wave.db"),
+        "SQLALCHEMY_DATABASE_URI": "sqlite:///"
+        + os.path.join(instance_path, "wave.db"),
         "SECRET_KEY": None,
         "MAX_CONTENT_LENGTH": 512 * 1024 * 1024,
         "MAX_FORM_MEMORY_SIZE": 2 * 1024 * 1024,
@@ -25,7 +26,7 @@ def defaults(instance_path: str) -> dict[str, Any]:
 
 
 def normalise_database_url(url: str) -> str:
-    """Map postgres:// and postgresql:// to psycopg2; SQLAlchemy 2.1 would pick psycopg 3."""
+    """Map postgres[ql]:// URLs to psycopg2; SQLAlchemy 2.1 would pick psycopg 3."""
     for prefix in ("postgres://", "postgresql://"):
         if url.startswith(prefix):
             return "postgresql+psycopg2://" + url[len(prefix) :]
@@ -61,7 +62,7 @@ def engine_options(url: str, timeout: int) -> dict[str, Any]:
 
 
 def instance_secret(instance_path: str) -> str:
-    """A secret generated once into instance/secret_key, so sessions survive restarts."""
+    """A secret generated once into instance/secret_key so sessions survive restarts."""
     path = os.path.join(instance_path, "secret_key")
     if os.path.exists(path):
         with open(path, encoding="ascii") as fh:

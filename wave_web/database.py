@@ -8,6 +8,8 @@ import os
 import sqlalchemy as sa
 import sqlalchemy.exc as sa_exc
 from flask import Flask
+from flask import has_request_context
+from flask import request
 from flask_migrate import upgrade
 
 from wave_web.extensions import db
@@ -25,7 +27,7 @@ def configure_engine(engine: sa.Engine, busy_timeout_ms: int) -> None:
     @sa.event.listens_for(engine, "connect")
     def on_connect(dbapi_connection, _record):
         # pysqlite's own transaction handling would commit before every CREATE/ALTER;
-        # SQLAlchemy's recipe: turn it off and emit BEGIN ourselves, so DDL can roll back.
+        # SQLAlchemy's recipe: turn it off, emit BEGIN ourselves, so DDL can roll back.
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
@@ -36,24 +38,36 @@ def configure_engine(engine: sa.Engine, busy_timeout_ms: int) -> None:
 
     @sa.event.listens_for(engine, "begin")
     def on_begin(conn):
-        conn.exec_driver_sql("BEGIN")
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if _is_write_request() else "BEGIN")
+
+
+def _is_write_request() -> bool:
+    """A POST/PUT/PATCH/DELETE request: take SQLite's write lock up front.
+
+    A deferred transaction that reads and then writes fails at once with "database is
+    locked" when another writer committed in between; BEGIN IMMEDIATE waits its turn
+    (busy_timeout) instead, so racing requests are serialised, not refused.
+    """
+    return has_request_context() and request.method not in ("GET", "HEAD", "OPTIONS")
 
 
 def migrate_database(app: Flask) -> bool:
-    """Apply pending migrations; False (and a 503 until it works) if the database is down."""
+    """Apply pending migrations; False if the database is down (503 until it works)."""
     with app.app_context():
         try:
             with _migration_lock():
                 upgrade(directory=MIGRATIONS_DIR)
         except sa_exc.OperationalError:
-            log.warning("database unavailable; migrations will be retried on the next request")
+            log.warning(
+                "database unavailable; migrations will be retried on the next request"
+            )
             return False
     app.extensions["wave_migrated"] = True
     return True
 
 
 class _migration_lock:
-    """On PostgreSQL, an advisory lock so that several workers starting together migrate once."""
+    """On PostgreSQL, an advisory lock so workers starting together migrate once."""
 
     KEY = 0x57415645  # "WAVE"
 

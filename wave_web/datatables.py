@@ -79,7 +79,9 @@ def existing_table_names(conn: sa.Connection) -> set[str]:
     return set(sa.inspect(conn).get_table_names())
 
 
-def create_table(conn: sa.Connection, table_name: str, defs: Iterable[ColumnDef]) -> sa.Table:
+def create_table(
+    conn: sa.Connection, table_name: str, defs: Iterable[ColumnDef]
+) -> sa.Table:
     """CREATE TABLE + indexes on `conn`, inside the caller's transaction."""
     table = build_table(table_name, defs)
     table.create(conn)
@@ -91,9 +93,9 @@ def drop_table(conn: sa.Connection, table: sa.Table) -> None:
     table.drop(conn)
 
 
-# ---------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------
 # Reflection cache
-# ---------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------
 
 
 class TableMismatch(WaveError):
@@ -149,19 +151,26 @@ def _reflect(conn: sa.Connection, table_name: str, defs: list[ColumnDef]) -> sa.
     )
 
 
-# ---------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------
 # Rows
-# ---------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------
 
 
-def insert_rows(xtype: Any, experiment_uuid: uuid.UUID, rows: list[dict[str, Any]]) -> int:
+def insert_rows(
+    xtype: Any, experiment_uuid: uuid.UUID, rows: list[dict[str, Any]]
+) -> int:
     """Insert parsed rows of one experiment with one executemany; returns the count."""
     if not rows:
         return 0
     table = reflect(xtype)
     now = _naive_utcnow()
     payload = [
-        {**row, "experiment_uuid": experiment_uuid, "created_at": now, "updated_at": now}
+        {
+            **row,
+            "experiment_uuid": experiment_uuid,
+            "created_at": now,
+            "updated_at": now,
+        }
         for row in rows
     ]
     db.session.execute(table.insert(), payload)
@@ -185,7 +194,9 @@ def count_rows(xtype: Any, experiment_uuids: Iterable[uuid.UUID] | None = None) 
 def count_all(xtype: Any) -> int:
     """Number of rows in the type's table."""
     table = reflect(xtype)
-    return db.session.execute(sa.select(sa.func.count()).select_from(table)).scalar_one()
+    return db.session.execute(
+        sa.select(sa.func.count()).select_from(table)
+    ).scalar_one()
 
 
 def newest_rows(xtype: Any, experiment_uuid: uuid.UUID, limit: int = 20) -> list[dict]:
@@ -209,9 +220,9 @@ def delete_experiment_rows(xtype: Any, experiment_uuid: uuid.UUID) -> int:
     return result.rowcount
 
 
-# ---------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------
 # Schema evolution: each function runs inside the caller's transaction.
-# ---------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------
 
 
 def _operations(conn: sa.Connection) -> Operations:
@@ -219,33 +230,45 @@ def _operations(conn: sa.Connection) -> Operations:
 
 
 def _batch(conn: sa.Connection, table: sa.Table):
-    # SQLite cannot ALTER a column's nullability: Alembic rebuilds the table (copy, drop,
-    # rename) from our Table, keeping its indexes; PostgreSQL gets plain ALTER TABLE.
-    return _operations(conn).batch_alter_table(table.name, copy_from=table, recreate="auto")
+    # SQLite cannot ALTER a column's nullability: Alembic rebuilds the table (copy,
+    # drop, rename) from our Table, keeping its indexes; PostgreSQL just ALTERs it.
+    return _operations(conn).batch_alter_table(
+        table.name, copy_from=table, recreate="auto"
+    )
 
 
-def add_column(conn: sa.Connection, table: sa.Table, col: ColumnDef, fill: Any = None) -> None:
-    """Add a column; a NOT NULL column on a table with rows is filled with `fill` first."""
+def add_column(
+    conn: sa.Connection, table: sa.Table, col: ColumnDef, fill: Any = None
+) -> None:
+    """Add a column; a NOT NULL one on a table with rows is filled with `fill` first."""
     with _batch(conn, table) as batch:
         batch.add_column(_nullable(col))
     if fill is not None:
-        added = sa.table(table.name, sa.column(col.name, columns.COLUMN_TYPES[col.type].sql()))
+        added = sa.table(
+            table.name, sa.column(col.name, columns.COLUMN_TYPES[col.type].sql())
+        )
         conn.execute(sa.update(added).values({col.name: fill}))
     if not col.nullable:
         widened = _variant(table, add=_nullable(col))
         with _batch(conn, widened) as batch:
-            batch.alter_column(col.name, nullable=False, existing_type=_nullable(col).type)
+            batch.alter_column(
+                col.name, nullable=False, existing_type=_nullable(col).type
+            )
 
 
 def _nullable(col: ColumnDef) -> sa.Column:
     return custom_column(ColumnDef(col.name, col.type, True, col.description))
 
 
-def _variant(table: sa.Table, add: sa.Column | None = None, drop: str | None = None) -> sa.Table:
+def _variant(
+    table: sa.Table, add: sa.Column | None = None, drop: str | None = None
+) -> sa.Table:
     """A copy of `table` with a column added/replaced and/or dropped (for copy_from)."""
     gone = {drop, add.name if add is not None else None}
     cols = [c._copy() for c in table.columns if c.name not in gone]
-    copy = sa.Table(table.name, sa.MetaData(), *cols, *([add] if add is not None else []))
+    copy = sa.Table(
+        table.name, sa.MetaData(), *cols, *([add] if add is not None else [])
+    )
     for index in table.indexes:
         names = [c.name for c in index.columns]
         if drop not in names:
@@ -259,7 +282,9 @@ def rename_column(conn: sa.Connection, table: sa.Table, old: str, new: str) -> N
         batch.alter_column(old, new_column_name=new, existing_type=table.c[old].type)
 
 
-def set_nullable(conn: sa.Connection, table: sa.Table, name: str, nullable: bool) -> None:
+def set_nullable(
+    conn: sa.Connection, table: sa.Table, name: str, nullable: bool
+) -> None:
     """Allow or forbid empty values; the caller checked that no NULL remains."""
     with _batch(conn, table) as batch:
         batch.alter_column(name, nullable=nullable, existing_type=table.c[name].type)
@@ -281,7 +306,9 @@ class Offender:
     reason: str
 
 
-def null_rows(conn: sa.Connection, table: sa.Table, name: str, limit: int = 20) -> tuple[int, list[Offender]]:
+def null_rows(
+    conn: sa.Connection, table: sa.Table, name: str, limit: int = 20
+) -> tuple[int, list[Offender]]:
     """How many rows have no value in `name`, and the first few of them."""
     col = table.c[name]
     count = conn.execute(
@@ -297,7 +324,7 @@ def null_rows(conn: sa.Connection, table: sa.Table, name: str, limit: int = 20) 
 
 
 def convert_value(old_type: str, new_type: str, value: Any) -> Any:
-    """Convert a stored value to another column type, or raise ValueError with the reason."""
+    """Convert a stored value to another column type, or raise ValueError saying why."""
     if value is None:
         return None
     if old_type == "FLOAT" and new_type == "INTEGER":
@@ -309,10 +336,14 @@ def convert_value(old_type: str, new_type: str, value: Any) -> Any:
     text = columns.format_value(old_type, value)
     if new_type in ("STRING", "TEXT") and old_type == "DATETIME":
         return text
-    return columns.parse_value(new_type, text)
+    # Not parse_value: there blank text means "no value", but a stored value ("", "  ")
+    # must convert or be refused, never silently become NULL.
+    return columns.COLUMN_TYPES[new_type].parse(text)
 
 
-def _iter_values(conn: sa.Connection, table: sa.Table, name: str, batch: int = 5000) -> Iterator[Any]:
+def _iter_values(
+    conn: sa.Connection, table: sa.Table, name: str, batch: int = 5000
+) -> Iterator[Any]:
     """(id, participant_id, value) for every row, in keyset batches on id."""
     last = 0
     while True:
@@ -331,7 +362,7 @@ def _iter_values(conn: sa.Connection, table: sa.Table, name: str, batch: int = 5
 def conversion_problems(
     conn: sa.Connection, table: sa.Table, col: ColumnDef, new_type: str, limit: int = 50
 ) -> tuple[int, list[Offender], dict[int, Any]]:
-    """Try converting every value; returns (problem count, first problems, converted values)."""
+    """Try converting every value: (problem count, first problems, converted values)."""
     count, offenders, converted = 0, [], {}
     for row_id, participant, value in _iter_values(conn, table, col.name):
         try:
@@ -348,12 +379,17 @@ def conversion_problems(
 
 
 def change_type(
-    conn: sa.Connection, table: sa.Table, col: ColumnDef, new_type: str, values: dict[int, Any]
+    conn: sa.Connection,
+    table: sa.Table,
+    col: ColumnDef,
+    new_type: str,
+    values: dict[int, Any],
 ) -> None:
     """Replace a column by one of `new_type` holding the already converted `values`.
 
-    The conversion is done in Python so both databases accept and refuse the same values:
-    add a temporary column, fill it by id, drop the old column, rename the new one.
+    The conversion is done in Python so both databases accept and refuse the same
+    values: add a temporary column, fill it by id, drop the old column, rename the
+    new one.
     """
     temp = ColumnDef(f"wave_tmp_{uuid.uuid4().hex[:12]}", new_type, True)
     with _batch(conn, table) as batch:
@@ -384,7 +420,9 @@ def change_type(
         )
 
 
-def create_statements(table_name: str, defs: Iterable[ColumnDef], dialect: sa.Dialect) -> list[str]:
+def create_statements(
+    table_name: str, defs: Iterable[ColumnDef], dialect: sa.Dialect
+) -> list[str]:
     """The CREATE TABLE and CREATE INDEX statements for a preview (nothing is run)."""
     table = build_table(table_name, defs)
     statements = [str(sa.schema.CreateTable(table).compile(dialect=dialect)).strip()]

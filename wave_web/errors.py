@@ -7,6 +7,7 @@ import logging
 import sqlalchemy.exc as sa_exc
 from flask import Flask
 from flask import jsonify
+from flask import make_response
 from flask import render_template
 from flask import request
 from werkzeug.exceptions import HTTPException
@@ -15,13 +16,14 @@ log = logging.getLogger(__name__)
 
 
 class WaveError(Exception):
-    """A problem the user can fix; `message` is safe to show."""
+    """A problem the user can fix; `message` is safe to show, `field` says where."""
 
     status = 400
 
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, field: str | None = None) -> None:
         super().__init__(message)
         self.message = message
+        self.field = field
 
 
 class InvalidName(WaveError):
@@ -50,15 +52,21 @@ class NotFound(WaveError):
 
 
 class Conflict(WaveError):
-    """The operation is refused in the current state (e.g. a type that has experiments)."""
+    """The operation is refused in the current state (e.g. a type with experiments)."""
 
     status = 409
 
 
 MESSAGES = {
-    400: ("Bad request", "The request could not be understood. Check the address and the form."),
+    400: (
+        "Bad request",
+        "The request could not be understood. Check the address and the form.",
+    ),
     403: ("Forbidden", "You do not have permission to do this."),
-    404: ("Not found", "There is nothing at this address. It may have been deleted or renamed."),
+    404: (
+        "Not found",
+        "There is nothing at this address. It may have been deleted or renamed.",
+    ),
     405: ("Method not allowed", "This address does not accept that kind of request."),
     409: ("Conflict", "The change conflicts with the current state."),
     413: (
@@ -70,8 +78,8 @@ MESSAGES = {
     500: ("Something went wrong", "An unexpected error occurred. Nothing was saved."),
     503: (
         "Database unavailable",
-        "The database is not reachable right now. Nothing was saved; please try again in a "
-        "moment.",
+        "The database is not reachable right now. Nothing was saved; "
+        "please try again in a moment.",
     ),
 }
 
@@ -82,7 +90,11 @@ def render_error(code: int, detail: str | None = None):
     message = detail or default
     if request.path.startswith("/api/"):
         return jsonify({"detail": message}), code
-    template = "errors/_error.html" if request.headers.get("HX-Request") else "errors/error.html"
+    template = (
+        "errors/_error.html"
+        if request.headers.get("HX-Request")
+        else "errors/error.html"
+    )
     response = render_template(template, code=code, title=title, message=message)
     headers = {"Retry-After": "5"} if code == 503 else {}
     return response, code, headers
@@ -101,9 +113,11 @@ def is_database_down(exc: BaseException) -> bool:
     """True when the error means the database cannot be reached or is locked."""
     if isinstance(exc, sa_exc.DBAPIError) and exc.connection_invalidated:
         return True
-    if isinstance(exc, sa_exc.OperationalError | sa_exc.InterfaceError):
-        return True
-    return isinstance(exc, sa_exc.TimeoutError)
+    if isinstance(exc, sa_exc.OperationalError):
+        # SQLite also reports "no such table" and syntax errors as OperationalError
+        # (SQLITE_ERROR): a bug to log as a 500, not an outage.
+        return getattr(exc.orig, "sqlite_errorname", None) != "SQLITE_ERROR"
+    return isinstance(exc, sa_exc.InterfaceError | sa_exc.TimeoutError)
 
 
 def init_app(app: Flask) -> None:
@@ -116,7 +130,11 @@ def init_app(app: Flask) -> None:
     def http_error(exc: HTTPException):
         code = exc.code or 500
         detail = exc.description if code in (400, 409, 422) and _is_ours(exc) else None
-        return render_error(code, detail)
+        response = make_response(render_error(code, detail))
+        for name, value in exc.get_headers():  # e.g. Allow on a 405
+            if name.lower() != "content-type":
+                response.headers[name] = value
+        return response
 
     @app.errorhandler(sa_exc.SQLAlchemyError)
     def database_error(exc: sa_exc.SQLAlchemyError):
@@ -125,8 +143,8 @@ def init_app(app: Flask) -> None:
             locked = "locked" in str(getattr(exc, "orig", ""))
             log.warning("database unavailable: %s", type(exc).__name__)
             detail = (
-                "The database is busy with another change. Nothing was saved; please try "
-                "again in a moment."
+                "The database is busy with another change. Nothing was saved; "
+                "please try again in a moment."
                 if locked
                 else None
             )
@@ -144,7 +162,7 @@ def init_app(app: Flask) -> None:
 
 
 def _is_ours(exc: HTTPException) -> bool:
-    """Descriptions we set with abort(code, message) are user-facing; werkzeug's are generic."""
+    """Our abort(code, message) descriptions are user-facing; werkzeug's are generic."""
     return bool(getattr(exc, "wave_message", False))
 
 

@@ -11,7 +11,9 @@ from flask import request
 def is_htmx() -> bool:
     """True for htmx swaps; history restores need the full page."""
     h = request.headers
-    return h.get("HX-Request") == "true" and h.get("HX-History-Restore-Request") != "true"
+    return (
+        h.get("HX-Request") == "true" and h.get("HX-History-Restore-Request") != "true"
+    )
 
 
 def redirect_to(url: str) -> Response:

@@ -21,7 +21,7 @@ def utcnow() -> dt.datetime:
 
 
 class UTCDateTime(sa.TypeDecorator):
-    """TIMESTAMP WITH TIME ZONE on PostgreSQL; naive UTC text on SQLite; always aware UTC."""
+    """TIMESTAMPTZ on PostgreSQL, naive UTC text on SQLite; aware UTC in Python."""
 
     impl = sa.DateTime(timezone=True)
     cache_ok = True
@@ -50,7 +50,9 @@ class TagList(sa.TypeDecorator):
 
     def load_dialect_impl(self, dialect: Any):
         if dialect.name == "postgresql":
-            return dialect.type_descriptor(postgresql.ARRAY(sa.String(columns.MAX_TAG_LENGTH)))
+            return dialect.type_descriptor(
+                postgresql.ARRAY(sa.String(columns.MAX_TAG_LENGTH))
+            )
         return dialect.type_descriptor(sa.JSON())
 
     def process_bind_param(self, value: list[str] | None, dialect: Any):
@@ -90,8 +92,9 @@ class ExperimentType(Timestamps, db.Model):
         sa.JSON, default=dict, server_default="{}"
     )
     schema_version: Mapped[int] = mapped_column(default=1, server_default="1")
-    # Every UPDATE bumps schema_version and checks the old value: a concurrent change of the
-    # same type fails instead of overwriting (and reflection caches see the new version).
+    # Every UPDATE bumps schema_version and checks the old value: a concurrent change
+    # of the same type fails instead of overwriting (and reflection caches see the
+    # new version).
     __mapper_args__ = {"version_id_col": schema_version}
 
     experiments: Mapped[list[Experiment]] = relationship(
@@ -109,14 +112,18 @@ class ExperimentType(Timestamps, db.Model):
 class Experiment(Timestamps, db.Model):
     __tablename__ = "experiments"
 
-    uuid: Mapped[uuid.UUID] = mapped_column(sa.Uuid, primary_key=True, default=uuid.uuid4)
+    uuid: Mapped[uuid.UUID] = mapped_column(
+        sa.Uuid, primary_key=True, default=uuid.uuid4
+    )
     experiment_type_id: Mapped[int] = mapped_column(
         sa.ForeignKey("experiment_types.id", name="fk_experiments_experiment_type_id"),
         index=True,
     )
     description: Mapped[str] = mapped_column(sa.Text)
     tags: Mapped[list[str]] = mapped_column(TagList, default=list)
-    additional_data: Mapped[dict[str, Any] | None] = mapped_column(sa.JSON, default=dict)
+    additional_data: Mapped[dict[str, Any] | None] = mapped_column(
+        sa.JSON, default=dict
+    )
 
     __table_args__ = (sa.Index("ix_experiments_created_at", "created_at"),)
 
@@ -129,7 +136,9 @@ class AuditEntry(db.Model):
     __tablename__ = "audit_log"
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    created_at: Mapped[dt.datetime] = mapped_column(
+        UTCDateTime, default=utcnow, index=True
+    )
     actor: Mapped[str | None] = mapped_column(sa.String(255))
     remote_addr: Mapped[str | None] = mapped_column(sa.String(64))
     action: Mapped[str] = mapped_column(sa.String(64), index=True)
@@ -138,10 +147,14 @@ class AuditEntry(db.Model):
     summary: Mapped[str] = mapped_column(sa.Text)
     details: Mapped[dict[str, Any] | None] = mapped_column(sa.JSON)
 
-    __table_args__ = (sa.Index("ix_audit_log_object", "object_type", "object_id", "id"),)
+    __table_args__ = (
+        sa.Index("ix_audit_log_object", "object_type", "object_id", "id"),
+    )
 
 
-def record(action: str, obj_type: str, obj_id: Any, summary: str, **details: Any) -> None:
+def record(
+    action: str, obj_type: str, obj_id: Any, summary: str, **details: Any
+) -> None:
     """Add an audit entry to the current transaction (committed with the change)."""
     db.session.add(
         AuditEntry(
@@ -166,7 +179,7 @@ def history(obj_type: str, obj_id: Any, limit: int = 50) -> list[AuditEntry]:
 
 
 def has_tag(tag: str) -> sa.ColumnElement[bool]:
-    """WHERE clause: the experiment carries `tag` (array on PostgreSQL, JSON on SQLite)."""
+    """WHERE clause: the experiment has `tag` (array on PostgreSQL, JSON on SQLite)."""
     if db.session.get_bind().dialect.name == "postgresql":
         tags = sa.type_coerce(Experiment.tags, postgresql.ARRAY(sa.String(50)))
         return tags.contains([tag])
@@ -181,7 +194,9 @@ def tag_usage() -> dict[str, int]:
         inner = sa.select(name).subquery()
         stmt = sa.select(inner.c.name, sa.func.count()).group_by(inner.c.name)
     else:
-        each = sa.func.json_each(Experiment.tags).table_valued("value").alias("tag_each")
+        each = (
+            sa.func.json_each(Experiment.tags).table_valued("value").alias("tag_each")
+        )
         stmt = (
             sa.select(each.c.value, sa.func.count())
             .select_from(Experiment)

@@ -27,8 +27,12 @@ def page_arg(name: str = "page") -> int:
 @bp.get("/")
 def home():
     counts = {
-        "types": db.session.scalar(sa.select(sa.func.count()).select_from(ExperimentType)),
-        "experiments": db.session.scalar(sa.select(sa.func.count()).select_from(Experiment)),
+        "types": db.session.scalar(
+            sa.select(sa.func.count()).select_from(ExperimentType)
+        ),
+        "experiments": db.session.scalar(
+            sa.select(sa.func.count()).select_from(Experiment)
+        ),
         "tags": db.session.scalar(sa.select(sa.func.count()).select_from(Tag)),
     }
     recent = db.session.scalars(

@@ -1,4 +1,4 @@
-"""Experiment types: create, change and delete, registry and data table in one transaction.
+"""Experiment types: create, change and delete; registry and table in one transaction.
 
 One function per operation, shared by the web UI and the API. Each either commits the
 registry row, the DDL and the audit entry together or leaves the database as it was.
@@ -59,9 +59,9 @@ class ConversionRefused(Conflict):
         self.offenders = offenders
 
 
-# ---------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------
 # Reading
-# ---------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------
 
 
 def get_type(type_id: int) -> ExperimentType:
@@ -74,7 +74,9 @@ def get_type(type_id: int) -> ExperimentType:
 
 def all_types() -> list[ExperimentType]:
     """Every type, by name (for pickers)."""
-    return list(db.session.scalars(sa.select(ExperimentType).order_by(ExperimentType.name)))
+    return list(
+        db.session.scalars(sa.select(ExperimentType).order_by(ExperimentType.name))
+    )
 
 
 def type_stats(types: Sequence[ExperimentType]) -> dict[int, tuple[int, int]]:
@@ -90,9 +92,9 @@ def type_stats(types: Sequence[ExperimentType]) -> dict[int, tuple[int, int]]:
     return {t.id: (experiments.get(t.id, 0), datatables.count_all(t)) for t in types}
 
 
-# ---------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------
 # Checks (used live by the builder and again by create_type)
-# ---------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------
 
 
 def check_type_name(name: str, exclude_id: int | None = None) -> str:
@@ -104,11 +106,15 @@ def check_type_name(name: str, exclude_id: int | None = None) -> str:
         raise InvalidValue(
             f"The name is {len(name)} characters long; the limit is {MAX_TYPE_NAME}."
         )
-    stmt = sa.select(ExperimentType.id).where(sa.func.lower(ExperimentType.name) == name.lower())
+    stmt = sa.select(ExperimentType.id).where(
+        sa.func.lower(ExperimentType.name) == name.lower()
+    )
     if exclude_id is not None:
         stmt = stmt.where(ExperimentType.id != exclude_id)
     if db.session.execute(stmt).first():
-        raise NameTaken(f"An experiment type named “{columns.shorten(name)}” already exists.")
+        raise NameTaken(
+            f"An experiment type named “{columns.shorten(name)}” already exists."
+        )
     return name
 
 
@@ -135,9 +141,16 @@ def check_columns(defs: Sequence[ColumnDef]) -> list[Problem]:
         except InvalidName as exc:
             problems.append(Problem(f"columns-{i}-name", exc.message, exc.suggestion))
         if col.type not in columns.COLUMN_TYPES:
-            problems.append(Problem(f"columns-{i}-type", f"Choose a column type for “{col.name}”."))
+            problems.append(
+                Problem(f"columns-{i}-type", f"Choose a column type for “{col.name}”.")
+            )
         if len(col.description) > 1000:
-            problems.append(Problem(f"columns-{i}-description", "Keep descriptions under 1000 characters."))
+            problems.append(
+                Problem(
+                    f"columns-{i}-description",
+                    "Keep descriptions under 1000 characters.",
+                )
+            )
         seen.append(col.name)
     return problems
 
@@ -145,7 +158,7 @@ def check_columns(defs: Sequence[ColumnDef]) -> list[Problem]:
 def check_new_type(
     name: str, table_name: str, defs: Sequence[ColumnDef]
 ) -> tuple[str, str, list[Problem]]:
-    """Validate a whole builder submission; returns the cleaned names and all problems."""
+    """Validate a builder submission; returns the cleaned names and all problems."""
     problems: list[Problem] = []
     try:
         name = check_type_name(name)
@@ -160,9 +173,9 @@ def check_new_type(
     return name, table_name, problems
 
 
-# ---------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------
 # Create and delete
-# ---------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------
 
 
 def create_type(
@@ -183,17 +196,30 @@ def create_type(
         db.session.add(xtype)
         db.session.flush()  # the unique index serialises racing creators here
         datatables.create_table(db.session.connection(), table_name, defs)
-        record("type.create", "experiment_type", xtype.id, f"Created type “{name}”",
-               after={"name": name, "table_name": table_name,
-                      "schema_definition": xtype.schema_definition})
+        record(
+            "type.create",
+            "experiment_type",
+            xtype.id,
+            f"Created type “{name}”",
+            after={
+                "name": name,
+                "table_name": table_name,
+                "schema_definition": xtype.schema_definition,
+            },
+        )
         db.session.commit()
-    except (sa_exc.IntegrityError, sa_exc.ProgrammingError) as exc:
+    except sa_exc.DBAPIError as exc:
+        # SQLite reports an existing table as OperationalError, PostgreSQL as
+        # ProgrammingError (42P07) or IntegrityError (23505 on pg_type).
         db.session.rollback()
         if _is_name_clash(exc):
             raise NameTaken(
-                f"The name “{columns.shorten(name)}” or table “{table_name}” was just taken "
-                "by someone else. Choose another name."
+                f"The name “{columns.shorten(name)}” or table “{table_name}” "
+                "was just taken by someone else. Choose another name."
             ) from None
+        raise
+    except Exception:
+        db.session.rollback()  # never leave a half-created type in the session
         raise
     return xtype
 
@@ -208,9 +234,11 @@ def _is_name_clash(exc: sa_exc.DBAPIError) -> bool:
 
 
 def delete_type(xtype: ExperimentType, confirm: str) -> None:
-    """Drop a type and its (empty of experiments) table; refused while experiments exist."""
+    """Drop a type and its data table; refused while the type has experiments."""
     if confirm.strip() != xtype.name:
-        raise InvalidValue(f"Type the name “{xtype.name}” exactly to confirm deleting it.")
+        raise InvalidValue(
+            f"Type the name “{xtype.name}” exactly to confirm deleting it."
+        )
     count = db.session.execute(
         sa.select(sa.func.count()).where(Experiment.experiment_type_id == xtype.id)
     ).scalar_one()
@@ -220,9 +248,17 @@ def delete_type(xtype: ExperimentType, confirm: str) -> None:
             "delete or move them first."
         )
     table = datatables.reflect(xtype)
-    record("type.delete", "experiment_type", xtype.id, f"Deleted type “{xtype.name}”",
-           before={"name": xtype.name, "table_name": xtype.table_name,
-                   "schema_definition": xtype.schema_definition})
+    record(
+        "type.delete",
+        "experiment_type",
+        xtype.id,
+        f"Deleted type “{xtype.name}”",
+        before={
+            "name": xtype.name,
+            "table_name": xtype.table_name,
+            "schema_definition": xtype.schema_definition,
+        },
+    )
     datatables.drop_table(db.session.connection(), table)
     db.session.delete(xtype)
     db.session.commit()
@@ -236,20 +272,28 @@ def update_type(xtype: ExperimentType, name: str, description: str) -> None:
     xtype.description = description.strip() or None
     after = {"name": xtype.name, "description": xtype.description}
     if before != after:
-        record("type.update", "experiment_type", xtype.id, f"Edited type “{xtype.name}”",
-               before=before, after=after)
+        record(
+            "type.update",
+            "experiment_type",
+            xtype.id,
+            f"Edited type “{xtype.name}”",
+            before=before,
+            after=after,
+        )
     _commit(xtype)
 
 
-# ---------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------
 # Types over time: each change alters the table and the registry together.
-# ---------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------
 
 
 def _existing(xtype: ExperimentType, name: str) -> ColumnDef:
     col = xtype.column(name)
     if col is None:
-        raise NotFound(f"The type “{xtype.name}” has no column “{columns.shorten(name)}”.")
+        raise NotFound(
+            f"The type “{xtype.name}” has no column “{columns.shorten(name)}”."
+        )
     return col
 
 
@@ -260,25 +304,39 @@ def _commit(xtype: ExperimentType) -> None:
     except StaleDataError:
         db.session.rollback()
         raise Conflict(
-            "Someone else changed this type at the same time. Nothing was saved; reload "
-            "the page and try again."
+            "Someone else changed this type at the same time. Nothing was saved; "
+            "reload the page and try again."
         ) from None
+    except sa_exc.IntegrityError:
+        db.session.rollback()
+        raise NameTaken("Another experiment type took that name just now.") from None
     finally:
         datatables.forget(xtype.table_name)
 
 
 def _save_schema(
-    xtype: ExperimentType, defs: list[ColumnDef], action: str, summary: str, **details: Any
+    xtype: ExperimentType,
+    defs: list[ColumnDef],
+    action: str,
+    summary: str,
+    **details: Any,
 ) -> None:
     before = xtype.schema_definition
     xtype.schema_definition = columns.schema_to_json(defs)
-    record(action, "experiment_type", xtype.id, summary,
-           before=before, after=xtype.schema_definition, **details)
+    record(
+        action,
+        "experiment_type",
+        xtype.id,
+        summary,
+        before=before,
+        after=xtype.schema_definition,
+        **details,
+    )
     _commit(xtype)
 
 
 def add_column(xtype: ExperimentType, col: ColumnDef, fill_text: str = "") -> None:
-    """Add a custom column; a required column on a table with rows needs a fill value."""
+    """Add a custom column; a required one on a table with rows needs a fill value."""
     defs = xtype.columns
     problems = check_columns([*defs, col])
     if problems:
@@ -288,15 +346,24 @@ def add_column(xtype: ExperimentType, col: ColumnDef, fill_text: str = "") -> No
     conn = db.session.connection()
     if not col.nullable and fill is None and datatables.count_all(xtype):
         raise InvalidValue(
-            f"The table already has rows: give a value for “{col.name}” to fill them with, "
-            "or make the column optional."
+            f"The table already has rows: give a value for “{col.name}” "
+            "to fill them with, or make the column optional."
         )
     datatables.add_column(conn, table, col, fill)
-    _save_schema(xtype, [*defs, col], "type.add_column", f"Added column “{col.name}” ({col.type})")
+    _save_schema(
+        xtype,
+        [*defs, col],
+        "type.add_column",
+        f"Added column “{col.name}” ({col.type})",
+    )
 
 
 def _try(problem: Problem) -> str:
-    return f" Try “{problem.suggestion}”." if problem.suggestion and "Try" not in problem.message else ""
+    return (
+        f" Try “{problem.suggestion}”."
+        if problem.suggestion and "Try" not in problem.message
+        else ""
+    )
 
 
 def _parse_fill(col: ColumnDef, text: str) -> Any:
@@ -304,7 +371,8 @@ def _parse_fill(col: ColumnDef, text: str) -> Any:
         return columns.parse_value(col.type, text)
     except ValueError as exc:
         raise InvalidValue(
-            f"The fill value “{columns.shorten(text)}” for “{col.name}” is not valid: {exc}."
+            f"The fill value “{columns.shorten(text)}” for “{col.name}” "
+            f"is not valid: {exc}."
         ) from None
 
 
@@ -315,13 +383,17 @@ def rename_column(xtype: ExperimentType, old: str, new: str) -> None:
         return
     others = [c.name for c in xtype.columns if c.name != old]
     columns.validate_name(new, "column", others)
-    datatables.rename_column(db.session.connection(), datatables.reflect(xtype), old, new)
+    datatables.rename_column(
+        db.session.connection(), datatables.reflect(xtype), old, new
+    )
     defs = [replace(c, name=new) if c.name == old else c for c in xtype.columns]
-    _save_schema(xtype, defs, "type.rename_column", f"Renamed column “{old}” to “{new}”")
+    _save_schema(
+        xtype, defs, "type.rename_column", f"Renamed column “{old}” to “{new}”"
+    )
 
 
 def set_nullable(xtype: ExperimentType, name: str, nullable: bool) -> None:
-    """Make a column optional or required; required is refused while rows lack a value."""
+    """Make a column optional or required; required is refused if rows lack a value."""
     col = _existing(xtype, name)
     if col.nullable == nullable:
         return
@@ -331,13 +403,15 @@ def set_nullable(xtype: ExperimentType, name: str, nullable: bool) -> None:
         count, offenders = datatables.null_rows(conn, table, name)
         if count:
             raise ConversionRefused(
-                f"“{name}” cannot become required: {count} row{'s' if count != 1 else ''} "
-                "have no value.",
+                f"“{name}” cannot become required: "
+                f"{count} row{'s' if count != 1 else ''} have no value.",
                 count,
                 offenders,
             )
     datatables.set_nullable(conn, table, name, nullable)
-    defs = [replace(c, nullable=nullable) if c.name == name else c for c in xtype.columns]
+    defs = [
+        replace(c, nullable=nullable) if c.name == name else c for c in xtype.columns
+    ]
     state = "optional" if nullable else "required"
     _save_schema(xtype, defs, "type.set_nullable", f"Made column “{name}” {state}")
 
@@ -348,7 +422,10 @@ def describe_column(xtype: ExperimentType, name: str, description: str) -> None:
     description = description.strip()
     if len(description) > 1000:
         raise InvalidValue("Keep descriptions under 1000 characters.")
-    defs = [replace(c, description=description) if c.name == name else c for c in xtype.columns]
+    defs = [
+        replace(c, description=description) if c.name == name else c
+        for c in xtype.columns
+    ]
     _save_schema(xtype, defs, "type.describe_column", f"Described column “{name}”")
 
 
@@ -356,7 +433,9 @@ def drop_column(xtype: ExperimentType, name: str, confirm: str) -> None:
     """Drop a custom column and its values; the user types its name to confirm."""
     _existing(xtype, name)
     if confirm.strip() != name:
-        raise InvalidValue(f"Type the column name “{name}” exactly to confirm dropping it.")
+        raise InvalidValue(
+            f"Type the column name “{name}” exactly to confirm dropping it."
+        )
     datatables.drop_column(db.session.connection(), datatables.reflect(xtype), name)
     defs = [c for c in xtype.columns if c.name != name]
     _save_schema(xtype, defs, "type.drop_column", f"Dropped column “{name}”")
@@ -370,18 +449,25 @@ def change_type(xtype: ExperimentType, name: str, new_type: str) -> None:
         return
     table = datatables.reflect(xtype)
     conn = db.session.connection()
-    count, offenders, values = datatables.conversion_problems(conn, table, col, new_type)
+    count, offenders, values = datatables.conversion_problems(
+        conn, table, col, new_type
+    )
     if count:
         raise ConversionRefused(
-            f"“{name}” cannot become {new_type}: {count} value{'s' if count != 1 else ''} "
-            "would not convert. Fix or clear them first.",
+            f"“{name}” cannot become {new_type}: "
+            f"{count} value{'s' if count != 1 else ''} would not convert. "
+            "Fix or clear them first.",
             count,
             offenders,
         )
     datatables.change_type(conn, table, col, new_type, values)
     defs = [replace(c, type=new_type) if c.name == name else c for c in xtype.columns]
-    _save_schema(xtype, defs, "type.change_type",
-                 f"Changed column “{name}” from {col.type} to {new_type}")
+    _save_schema(
+        xtype,
+        defs,
+        "type.change_type",
+        f"Changed column “{name}” from {col.type} to {new_type}",
+    )
 
 
 def find_type(raw_id: str) -> ExperimentType | None:

@@ -7,7 +7,6 @@ Create Date: 2026-11-25
 
 import sqlalchemy as sa
 from alembic import op
-
 from wave_web.models import TagList
 from wave_web.models import UTCDateTime
 
@@ -19,8 +18,12 @@ depends_on = None
 
 def _timestamps():
     return [
-        sa.Column("created_at", UTCDateTime(), server_default=sa.func.now(), nullable=False),
-        sa.Column("updated_at", UTCDateTime(), server_default=sa.func.now(), nullable=False),
+        sa.Column(
+            "created_at", UTCDateTime(), server_default=sa.func.now(), nullable=False
+        ),
+        sa.Column(
+            "updated_at", UTCDateTime(), server_default=sa.func.now(), nullable=False
+        ),
     ]
 
 
@@ -45,9 +48,14 @@ def upgrade():
         sa.Column("schema_version", sa.Integer(), server_default="1", nullable=False),
         *_timestamps(),
     )
-    op.create_index("ix_experiment_types_name", "experiment_types", ["name"], unique=True)
     op.create_index(
-        "ix_experiment_types_table_name", "experiment_types", ["table_name"], unique=True
+        "ix_experiment_types_name", "experiment_types", ["name"], unique=True
+    )
+    op.create_index(
+        "ix_experiment_types_table_name",
+        "experiment_types",
+        ["table_name"],
+        unique=True,
     )
 
     op.create_table(
@@ -56,7 +64,9 @@ def upgrade():
         sa.Column(
             "experiment_type_id",
             sa.Integer(),
-            sa.ForeignKey("experiment_types.id", name="fk_experiments_experiment_type_id"),
+            sa.ForeignKey(
+                "experiment_types.id", name="fk_experiments_experiment_type_id"
+            ),
             nullable=False,
         ),
         sa.Column("description", sa.Text(), nullable=False),
@@ -83,7 +93,9 @@ def upgrade():
     )
     op.create_index("ix_audit_log_created_at", "audit_log", ["created_at"])
     op.create_index("ix_audit_log_action", "audit_log", ["action"])
-    op.create_index("ix_audit_log_object", "audit_log", ["object_type", "object_id", "id"])
+    op.create_index(
+        "ix_audit_log_object", "audit_log", ["object_type", "object_id", "id"]
+    )
 
 
 def downgrade():

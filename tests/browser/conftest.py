@@ -1,4 +1,4 @@
-"""A live server on a fresh database and a headless system Chromium driven by Playwright."""
+"""A live server on a fresh database and headless system Chromium via Playwright."""
 
 from __future__ import annotations
 
@@ -6,9 +6,8 @@ import os
 import threading
 
 import pytest
-from werkzeug.serving import make_server
-
 from tests.conftest import make_app
+from werkzeug.serving import make_server
 
 CHROMIUM = "/usr/bin/chromium"
 LAUNCH_ARGS = [

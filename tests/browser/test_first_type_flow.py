@@ -1,4 +1,4 @@
-"""A researcher builds a type, creates an experiment with two tags and sees it listed."""
+"""A researcher builds a type, creates an experiment with two tags, sees it listed."""
 
 from __future__ import annotations
 
@@ -35,11 +35,15 @@ def test_build_type_with_three_columns_then_tagged_experiment_is_listed(page, li
     page.get_by_role("link", name="New experiment").first.click()
 
     page.get_by_label("Description").fill("Pilot with lab B")
-    page.get_by_label("Tags (comma-separated; new ones are created)").fill("pilot, lab-b")
+    page.get_by_label("Tags (comma-separated; new ones are created)").fill(
+        "pilot, lab-b"
+    )
     page.get_by_role("button", name="Create experiment").click()
     page.get_by_text("Created the experiment.").wait_for()
 
-    page.get_by_role("navigation", name="Main").get_by_role("link", name="Experiments").click()
+    page.get_by_role("navigation", name="Main").get_by_role(
+        "link", name="Experiments"
+    ).click()
     row = page.locator("tbody tr", has_text="Pilot with lab B")
     assert row.count() == 1
     assert row.get_by_role("link", name="pilot", exact=True).is_visible()

@@ -1,4 +1,4 @@
-"""The type builder's state, read from a posted form (columns-N-name, columns-N-type …)."""
+"""Type builder state, read from a posted form (columns-N-name, columns-N-type …)."""
 
 from __future__ import annotations
 
@@ -31,7 +31,9 @@ class BuilderState:
         for key in form:
             match = _FIELD.fullmatch(key)
             if match:
-                rows.setdefault(int(match.group(1)), {})[match.group(2)] = form.get(key, "")
+                rows.setdefault(int(match.group(1)), {})[match.group(2)] = form.get(
+                    key, ""
+                )
         defs = [
             ColumnDef(
                 name=row.get("name", "").strip(),

@@ -13,6 +13,7 @@ from wave_web import schema
 from wave_web.columns import ColumnDef
 from wave_web.errors import InvalidValue
 from wave_web.errors import NameTaken
+from wave_web.errors import NotFound
 from wave_web.errors import WaveError
 from wave_web.experiment_types import bp
 from wave_web.experiment_types.forms import BuilderState
@@ -29,7 +30,9 @@ def index():
     stmt = db.select(ExperimentType).order_by(db.func.lower(ExperimentType.name))
     pagination = db.paginate(stmt, page=page_arg(), per_page=50, error_out=False)
     stats = schema.type_stats(pagination.items)
-    return render_template("experiment_types/index.html", pagination=pagination, stats=stats)
+    return render_template(
+        "experiment_types/index.html", pagination=pagination, stats=stats
+    )
 
 
 @bp.route("/new", methods=["GET", "POST"])
@@ -40,7 +43,11 @@ def create():
     action = request.form.get("action", "create")
     if action != "create":
         state.apply(action)
-        template = "experiment_types/_builder.html" if is_htmx() else "experiment_types/new.html"
+        template = (
+            "experiment_types/_builder.html"
+            if is_htmx()
+            else "experiment_types/new.html"
+        )
         return _builder(template, state)
     try:
         xtype = schema.create_type(
@@ -66,7 +73,9 @@ def _builder(template: str, state: BuilderState, status: int = 200, check: bool 
     table_name = state.table_name or state.proposed_table_name
     ddl = None
     if table_name and not problems:
-        ddl = datatables.create_statements(table_name, state.filled_columns, db.engine.dialect)
+        ddl = datatables.create_statements(
+            table_name, state.filled_columns, db.engine.dialect
+        )
     context = {
         "state": state,
         "problems": problems,
@@ -92,8 +101,10 @@ def _problems(state: BuilderState) -> dict[str, schema.Problem]:
 
 @bp.post("/new/check")
 def check():
-    """Live checks while typing: feedback per field and the table preview (OOB swaps)."""
-    return _builder("experiment_types/_checks.html", BuilderState.from_form(request.form))
+    """Live checks while typing: feedback per field and a table preview (OOB swaps)."""
+    return _builder(
+        "experiment_types/_checks.html", BuilderState.from_form(request.form)
+    )
 
 
 @bp.get("/<int:type_id>")
@@ -122,20 +133,27 @@ def _type_page(xtype: ExperimentType, status: int = 200, **extra):
 @bp.route("/<int:type_id>/edit", methods=["GET", "POST"])
 def edit(type_id: int):
     xtype = schema.get_type(type_id)
-    form = request.form if request.method == "POST" else {
-        "name": xtype.name, "description": xtype.description or ""
-    }
+    form = (
+        request.form
+        if request.method == "POST"
+        else {"name": xtype.name, "description": xtype.description or ""}
+    )
     if request.method == "POST":
         try:
             schema.update_type(xtype, form.get("name", ""), form.get("description", ""))
         except (InvalidValue, NameTaken) as exc:
             db.session.rollback()
             return render_template(
-                "experiment_types/edit.html", xtype=xtype, form=form, errors={"name": exc.message}
+                "experiment_types/edit.html",
+                xtype=xtype,
+                form=form,
+                errors={"name": exc.message},
             ), 422
         flash("Saved the type.", "success")
         return redirect_to(url_for(".show", type_id=xtype.id))
-    return render_template("experiment_types/edit.html", xtype=xtype, form=form, errors={})
+    return render_template(
+        "experiment_types/edit.html", xtype=xtype, form=form, errors={}
+    )
 
 
 @bp.route("/<int:type_id>/delete", methods=["GET", "POST"])
@@ -155,7 +173,7 @@ def delete(type_id: int):
     return render_template("experiment_types/delete.html", xtype=xtype, error=None)
 
 
-# -- schema changes: each posts one small form from the type page ------------------------
+# -- schema changes: each posts one small form from the type page ----------------------
 
 
 def _schema_change(xtype: ExperimentType, field: str, change, success: str):
@@ -165,6 +183,8 @@ def _schema_change(xtype: ExperimentType, field: str, change, success: str):
     except schema.ConversionRefused as exc:
         db.session.rollback()
         return _type_page(xtype, 409, refused=exc, form=request.form)
+    except NotFound:
+        raise  # an unknown column in the URL is a 404 page, not a form error
     except WaveError as exc:
         db.session.rollback()
         return _type_page(xtype, 422, errors={field: exc.message}, form=request.form)
@@ -183,7 +203,9 @@ def add_column(type_id: int):
         f.get("description", "").strip(),
     )
     return _schema_change(
-        xtype, "add", lambda: schema.add_column(xtype, col, f.get("fill", "")),
+        xtype,
+        "add",
+        lambda: schema.add_column(xtype, col, f.get("fill", "")),
         f"Added the column “{col.name}”.",
     )
 
@@ -193,7 +215,9 @@ def rename_column(type_id: int, name: str):
     xtype = schema.get_type(type_id)
     new = request.form.get("new_name", "").strip()
     return _schema_change(
-        xtype, f"rename-{name}", lambda: schema.rename_column(xtype, name, new),
+        xtype,
+        f"rename-{name}",
+        lambda: schema.rename_column(xtype, name, new),
         f"Renamed “{name}” to “{new}”.",
     )
 
@@ -207,7 +231,9 @@ def set_nullable(type_id: int, name: str):
     nullable = value == "true"
     state = "optional" if nullable else "required"
     return _schema_change(
-        xtype, f"nullable-{name}", lambda: schema.set_nullable(xtype, name, nullable),
+        xtype,
+        f"nullable-{name}",
+        lambda: schema.set_nullable(xtype, name, nullable),
         f"“{name}” is now {state}.",
     )
 
@@ -217,7 +243,9 @@ def describe_column(type_id: int, name: str):
     xtype = schema.get_type(type_id)
     text = request.form.get("description", "")
     return _schema_change(
-        xtype, f"describe-{name}", lambda: schema.describe_column(xtype, name, text),
+        xtype,
+        f"describe-{name}",
+        lambda: schema.describe_column(xtype, name, text),
         f"Saved the description of “{name}”.",
     )
 
@@ -227,7 +255,9 @@ def change_type(type_id: int, name: str):
     xtype = schema.get_type(type_id)
     new_type = request.form.get("type", "")
     return _schema_change(
-        xtype, f"type-{name}", lambda: schema.change_type(xtype, name, new_type),
+        xtype,
+        f"type-{name}",
+        lambda: schema.change_type(xtype, name, new_type),
         f"“{name}” is now {new_type.upper()}.",
     )
 
@@ -237,6 +267,8 @@ def drop_column(type_id: int, name: str):
     xtype = schema.get_type(type_id)
     confirm = request.form.get("confirm", "")
     return _schema_change(
-        xtype, f"drop-{name}", lambda: schema.drop_column(xtype, name, confirm),
+        xtype,
+        f"drop-{name}",
+        lambda: schema.drop_column(xtype, name, confirm),
         f"Dropped the column “{name}” and its values.",
     )

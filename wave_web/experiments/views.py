@@ -12,6 +12,7 @@ from wave_web import catalog
 from wave_web import datatables
 from wave_web import schema
 from wave_web.errors import InvalidValue
+from wave_web.errors import WaveError
 from wave_web.errors import bad_request
 from wave_web.experiments import bp
 from wave_web.extensions import db
@@ -23,7 +24,9 @@ from wave_web.pages import page_arg
 def _filter_from_args() -> catalog.ExperimentFilter:
     raw_type = request.args.get("type_id", "")
     if raw_type and not raw_type.isdigit():
-        raise bad_request("The type filter must be a type id; pick a type from the list.")
+        raise bad_request(
+            "The type filter must be a type id; pick a type from the list."
+        )
     return catalog.ExperimentFilter(
         q=request.args.get("q", "").strip()[:200],
         type_id=int(raw_type) if raw_type else None,
@@ -53,7 +56,9 @@ def _form_values(form: MultiDict) -> tuple[str, list[str], str]:
     return form.get("description", ""), tags, form.get("additional_data", "")
 
 
-def _render_form(experiment: Experiment | None, form: MultiDict, errors: dict, status: int = 200):
+def _render_form(
+    experiment: Experiment | None, form: MultiDict, errors: dict, status: int = 200
+):
     return render_template(
         "experiments/edit.html",
         experiment=experiment,
@@ -65,13 +70,9 @@ def _render_form(experiment: Experiment | None, form: MultiDict, errors: dict, s
     ), status
 
 
-def _field_of(exc: InvalidValue) -> str:
-    text = exc.message.lower()
-    if "additional data" in text:
-        return "additional_data"
-    if "tag" in text:
-        return "new_tags"
-    return "description"
+def _field_of(exc: WaveError) -> str:
+    """The form field an error belongs to (tag errors go to the new-tags box)."""
+    return {"tags": "new_tags"}.get(exc.field or "", exc.field or "description")
 
 
 @bp.route("/new", methods=["GET", "POST"])
@@ -94,7 +95,7 @@ def create():
         return _render_form(None, form, errors, 422)
     try:
         experiment = catalog.create_experiment(xtype, description, tags, data)
-    except InvalidValue as exc:
+    except WaveError as exc:
         db.session.rollback()
         return _render_form(None, form, {_field_of(exc): exc.message}, 422)
     flash("Created the experiment.", "success")
@@ -108,7 +109,11 @@ def show(experiment_uuid: str):
     rows = datatables.newest_rows(xtype, experiment.uuid, limit=20)
     count = datatables.count_rows(xtype, [experiment.uuid]).get(experiment.uuid, 0)
     return render_template(
-        "experiments/show.html", experiment=experiment, xtype=xtype, rows=rows, count=count
+        "experiments/show.html",
+        experiment=experiment,
+        xtype=xtype,
+        rows=rows,
+        count=count,
     )
 
 
@@ -117,8 +122,13 @@ def edit(experiment_uuid: str):
     experiment = catalog.get_experiment(experiment_uuid)
     if request.method == "GET":
         form = MultiDict(
-            [("description", experiment.description),
-             ("additional_data", catalog.format_additional_data(experiment.additional_data))]
+            [
+                ("description", experiment.description),
+                (
+                    "additional_data",
+                    catalog.format_additional_data(experiment.additional_data),
+                ),
+            ]
             + [("tags", t) for t in experiment.tags]
         )
         return _render_form(experiment, form, {})
@@ -126,9 +136,11 @@ def edit(experiment_uuid: str):
     try:
         data = catalog.parse_additional_data(data_text)
         catalog.update_experiment(experiment, description, tags, data)
-    except InvalidValue as exc:
+    except WaveError as exc:
         db.session.rollback()
-        return _render_form(experiment, request.form, {_field_of(exc): exc.message}, 422)
+        return _render_form(
+            experiment, request.form, {_field_of(exc): exc.message}, 422
+        )
     flash("Saved the experiment.", "success")
     return redirect_to(url_for(".show", experiment_uuid=experiment.uuid))
 
@@ -139,7 +151,12 @@ def delete(experiment_uuid: str):
     xtype = experiment.experiment_type
     if request.method == "POST":
         rows = catalog.delete_experiment(experiment)
-        flash(f"Deleted the experiment and its {rows:,} row{'s' if rows != 1 else ''}.", "success")
+        flash(
+            f"Deleted the experiment and its {rows:,} row{'s' if rows != 1 else ''}.",
+            "success",
+        )
         return redirect_to(url_for(".index"))
     count = datatables.count_rows(xtype, [experiment.uuid]).get(experiment.uuid, 0)
-    return render_template("experiments/delete.html", experiment=experiment, count=count)
+    return render_template(
+        "experiments/delete.html", experiment=experiment, count=count
+    )

@@ -34,7 +34,11 @@ def create():
         db.session.rollback()
         pagination, usage = catalog.list_tags(page=1)
         return render_template(
-            "tags/index.html", pagination=pagination, usage=usage, q="", form=form,
+            "tags/index.html",
+            pagination=pagination,
+            usage=usage,
+            q="",
+            form=form,
             errors={"name": exc.message},
         ), 422
     flash(f"Created the tag “{tag.name}”.", "success")
@@ -47,16 +51,28 @@ def edit(tag_id: int):
     usage = catalog.tag_usage().get(tag.name, 0)
     if request.method == "GET":
         form = {"name": tag.name, "description": tag.description or ""}
-        return render_template("tags/edit.html", tag=tag, form=form, errors={}, usage=usage)
+        return render_template(
+            "tags/edit.html", tag=tag, form=form, errors={}, usage=usage
+        )
     form = request.form
     try:
-        changed = catalog.update_tag(tag, form.get("name", ""), form.get("description", ""))
+        changed = catalog.update_tag(
+            tag, form.get("name", ""), form.get("description", "")
+        )
     except (InvalidValue, NameTaken) as exc:
         db.session.rollback()
         return render_template(
-            "tags/edit.html", tag=tag, form=form, errors={"name": exc.message}, usage=usage
+            "tags/edit.html",
+            tag=tag,
+            form=form,
+            errors={"name": exc.message},
+            usage=usage,
         ), 422
-    note = f" and updated {changed} experiment{'s' if changed != 1 else ''}" if changed else ""
+    note = (
+        f" and updated {changed} experiment{'s' if changed != 1 else ''}"
+        if changed
+        else ""
+    )
     flash(f"Saved the tag “{tag.name}”{note}.", "success")
     return redirect_to(url_for(".index"))
 
@@ -67,8 +83,11 @@ def delete(tag_id: int):
     if request.method == "POST":
         name = tag.name
         changed = catalog.delete_tag(tag)
-        flash(f"Deleted the tag “{name}” and removed it from {changed} experiment"
-              f"{'s' if changed != 1 else ''}.", "success")
+        flash(
+            f"Deleted the tag “{name}” and removed it from {changed} experiment"
+            f"{'s' if changed != 1 else ''}.",
+            "success",
+        )
         return redirect_to(url_for(".index"))
     usage = catalog.tag_usage().get(tag.name, 0)
     return render_template("tags/delete.html", tag=tag, usage=usage)
