@@ -39,7 +39,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     csrf.init_app(app)
     migrate.init_app(app, db, directory=database.MIGRATIONS_DIR, render_as_batch=True)
     with app.app_context():
-        database.configure_engine(db.engine, app.config["WAVE_SQLITE_BUSY_MS"])
+        database.configure_engine(db.engine)
     for module in (errors, htmx, templating, cli):
         module.init_app(app)
     _register_blueprints(app)
@@ -52,12 +52,13 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
 def _finish_config(app: Flask) -> None:
     uri = config.normalise_database_url(app.config["SQLALCHEMY_DATABASE_URI"])
     app.config["SQLALCHEMY_DATABASE_URI"] = uri
-    options = config.engine_options(uri, app.config["WAVE_DB_TIMEOUT_SECONDS"])
+    options = config.engine_options(
+        uri, app.config["WAVE_DB_TIMEOUT_SECONDS"], app.config["WAVE_SQLITE_BUSY_MS"]
+    )
     app.config["SQLALCHEMY_ENGINE_OPTIONS"] = {
         **options,
         **app.config.get("SQLALCHEMY_ENGINE_OPTIONS", {}),
     }
-    app.config.setdefault("WAVE_SQLITE_BUSY_MS", 10_000)
     if not app.config.get("SECRET_KEY"):
         app.config["SECRET_KEY"] = config.instance_secret(app.instance_path)
 

@@ -225,16 +225,7 @@ def resolve_tags(names: Iterable[str], create_missing: bool = True) -> list[str]
         if tag is None:
             if not create_missing:
                 raise InvalidValue(f"There is no tag “{name}”.", field="tags")
-            tag = Tag(name=name)
-            db.session.add(tag)
-            _flush_tag(name)
-            record(
-                "tag.create",
-                "tag",
-                tag.id,
-                f"Created tag “{name}”",
-                after={"name": name},
-            )
+            tag = _add_tag(name)
         if tag.name.lower() not in {r.lower() for r in result}:
             result.append(tag.name)
     return result
@@ -283,11 +274,9 @@ def _flush_tag(name: str) -> None:
         ) from None
 
 
-def create_tag(name: str, description: str = "") -> Tag:
-    """A new tag; the name is trimmed and unique ignoring case."""
-    name = columns.clean_tag_name(name)
-    _check_unique(name)
-    tag = Tag(name=name, description=description.strip() or None)
+def _add_tag(name: str, description: str | None = None) -> Tag:
+    """Insert a checked tag name with its audit entry (the caller commits)."""
+    tag = Tag(name=name, description=description)
     db.session.add(tag)
     _flush_tag(name)
     record(
@@ -295,8 +284,16 @@ def create_tag(name: str, description: str = "") -> Tag:
         "tag",
         tag.id,
         f"Created tag “{name}”",
-        after={"name": name, "description": tag.description},
+        after={"name": name, "description": description},
     )
+    return tag
+
+
+def create_tag(name: str, description: str = "") -> Tag:
+    """A new tag; the name is trimmed and unique ignoring case."""
+    name = columns.clean_tag_name(name)
+    _check_unique(name)
+    tag = _add_tag(name, description.strip() or None)
     db.session.commit()
     return tag
 

@@ -50,10 +50,15 @@ def from_environment(environ: dict[str, str] | None = None) -> dict[str, Any]:
     return found
 
 
-def engine_options(url: str, timeout: int) -> dict[str, Any]:
-    """Pool settings: pre-ping so a returning database is picked up without restart."""
+def engine_options(url: str, timeout: int, sqlite_busy_ms: int) -> dict[str, Any]:
+    """Pool settings: pre-ping so a returning database is picked up without restart.
+
+    On SQLite, pysqlite's `timeout` is the busy timeout: how long a writer waits for
+    another writer before "database is locked".
+    """
     if url.startswith("sqlite"):
-        return {"connect_args": {"timeout": timeout, "check_same_thread": False}}
+        busy_seconds = sqlite_busy_ms / 1000
+        return {"connect_args": {"timeout": busy_seconds, "check_same_thread": False}}
     return {
         "pool_pre_ping": True,
         "pool_recycle": 1800,

@@ -19,8 +19,8 @@ log = logging.getLogger(__name__)
 MIGRATIONS_DIR = os.path.join(os.path.dirname(os.path.dirname(__file__)), "migrations")
 
 
-def configure_engine(engine: sa.Engine, busy_timeout_ms: int) -> None:
-    """WAL, busy timeout, foreign keys and real transactions for DDL on SQLite."""
+def configure_engine(engine: sa.Engine) -> None:
+    """WAL, foreign keys and transactional DDL on SQLite (busy timeout: config.py)."""
     if engine.dialect.name != "sqlite":
         return
 
@@ -31,7 +31,6 @@ def configure_engine(engine: sa.Engine, busy_timeout_ms: int) -> None:
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.close()
