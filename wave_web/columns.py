@@ -466,6 +466,17 @@ def format_json(value: Any) -> str:
         return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
 
 
+def text_type(length: int | None = None) -> sa.types.TypeEngine:
+    """VARCHAR/TEXT that sorts and compares by code point on both databases.
+
+    SQLite compares strings bytewise; PostgreSQL would use the database's locale
+    (e.g. en_US sorts "a" < "B"), so its columns get COLLATE "C".
+    """
+    plain = sa.String(length) if length else sa.Text()
+    exact = sa.String(length, collation="C") if length else sa.Text(collation="C")
+    return plain.with_variant(exact, "postgresql")
+
+
 @dataclass(frozen=True)
 class ColumnType:
     """Everything wave_web knows about one column type."""
@@ -492,7 +503,7 @@ COLUMN_TYPES: dict[str, ColumnType] = {
         ColumnType(
             "STRING",
             "Short text (≤ 255)",
-            lambda: sa.String(255),
+            lambda: text_type(255),
             parse_string,
             str,
             "text",
@@ -502,7 +513,7 @@ COLUMN_TYPES: dict[str, ColumnType] = {
         ColumnType(
             "TEXT",
             "Long text",
-            sa.Text,
+            text_type,
             parse_text,
             str,
             "textarea",

@@ -23,6 +23,7 @@ from wave_web import columns
 from wave_web.columns import ColumnDef
 from wave_web.errors import WaveError
 from wave_web.extensions import db
+from wave_web.models import Experiment
 
 
 def _naive_utcnow() -> dt.datetime:
@@ -35,12 +36,17 @@ def index_name(table_name: str, suffix: str) -> str:
     return f"ix_{table_name[:36]}_{digest}_{suffix}"
 
 
+# SQLite would reuse the id of a deleted last row (a PostgreSQL sequence never does):
+# with AUTOINCREMENT an exported id never comes to mean another row, on either database.
+TABLE_OPTIONS = {"sqlite_autoincrement": True}
+
+
 def standard_columns() -> list[sa.Column]:
     """The seed's columns that every data table starts with."""
     return [
         sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
         sa.Column("experiment_uuid", sa.Uuid, nullable=False),
-        sa.Column("participant_id", sa.String(100), nullable=False),
+        sa.Column("participant_id", columns.text_type(100), nullable=False),
         sa.Column("created_at", sa.DateTime, nullable=False, default=_naive_utcnow),
         sa.Column(
             "updated_at",
@@ -67,6 +73,7 @@ def build_table(
         metadata if metadata is not None else sa.MetaData(),
         *standard_columns(),
         *(custom_column(c) for c in defs),
+        **TABLE_OPTIONS,
     )
     sa.Index(index_name(table_name, "exp"), table.c.experiment_uuid)
     sa.Index(index_name(table_name, "pid"), table.c.participant_id)
@@ -148,6 +155,7 @@ def _reflect(conn: sa.Connection, table_name: str, defs: list[ColumnDef]) -> sa.
         *standard_columns(),
         *(custom_column(c) for c in defs),
         autoload_with=conn,
+        **TABLE_OPTIONS,
     )
 
 
@@ -174,29 +182,38 @@ def insert_rows(
         for row in rows
     ]
     db.session.execute(table.insert(), payload)
+    adjust_row_count(experiment_uuid, len(payload))
     return len(payload)
+
+
+def adjust_row_count(experiment_uuid: uuid.UUID, delta: int) -> None:
+    """Keep experiments.row_count exact, in the transaction that changes the rows."""
+    if delta:
+        db.session.execute(
+            sa.update(Experiment)
+            .where(Experiment.uuid == experiment_uuid)
+            .values(row_count=Experiment.row_count + delta)
+            .execution_options(synchronize_session=False)
+        )
 
 
 def count_rows(xtype: Any, experiment_uuids: Iterable[uuid.UUID] | None = None) -> dict:
     """Row counts per experiment uuid (all experiments of the type when None)."""
-    table = reflect(xtype)
-    stmt = sa.select(table.c.experiment_uuid, sa.func.count()).group_by(
-        table.c.experiment_uuid
+    stmt = sa.select(Experiment.uuid, Experiment.row_count).where(
+        Experiment.experiment_type_id == xtype.id
     )
     if experiment_uuids is not None:
         wanted = list(experiment_uuids)
         if not wanted:
             return {}
-        stmt = stmt.where(table.c.experiment_uuid.in_(wanted))
+        stmt = stmt.where(Experiment.uuid.in_(wanted))
     return {u: n for u, n in db.session.execute(stmt)}
 
 
-def count_all(xtype: Any) -> int:
-    """Number of rows in the type's table."""
+def has_rows(xtype: Any) -> bool:
+    """True when the type's table holds at least one row (looks at one row only)."""
     table = reflect(xtype)
-    return db.session.execute(
-        sa.select(sa.func.count()).select_from(table)
-    ).scalar_one()
+    return db.session.execute(sa.select(table.c.id).limit(1)).first() is not None
 
 
 def newest_rows(xtype: Any, experiment_uuid: uuid.UUID, limit: int = 20) -> list[dict]:
@@ -266,9 +283,8 @@ def _variant(
     """A copy of `table` with a column added/replaced and/or dropped (for copy_from)."""
     gone = {drop, add.name if add is not None else None}
     cols = [c._copy() for c in table.columns if c.name not in gone]
-    copy = sa.Table(
-        table.name, sa.MetaData(), *cols, *([add] if add is not None else [])
-    )
+    extra = [add] if add is not None else []
+    copy = sa.Table(table.name, sa.MetaData(), *cols, *extra, **TABLE_OPTIONS)
     for index in table.indexes:
         names = [c.name for c in index.columns]
         if drop not in names:

@@ -87,7 +87,7 @@ class ExperimentType(Timestamps, db.Model):
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(sa.String(100), unique=True, index=True)
     description: Mapped[str | None] = mapped_column(sa.Text)
-    table_name: Mapped[str] = mapped_column(sa.String(100), unique=True)
+    table_name: Mapped[str] = mapped_column(sa.String(100), unique=True, index=True)
     schema_definition: Mapped[dict[str, Any]] = mapped_column(
         sa.JSON, default=dict, server_default="{}"
     )
@@ -120,10 +120,14 @@ class Experiment(Timestamps, db.Model):
         index=True,
     )
     description: Mapped[str] = mapped_column(sa.Text)
-    tags: Mapped[list[str]] = mapped_column(TagList, default=list)
+    # NULLABLE as in the seed; TagList reads NULL as [] and always writes an array.
+    tags: Mapped[list[str]] = mapped_column(TagList, default=list, nullable=True)
     additional_data: Mapped[dict[str, Any] | None] = mapped_column(
         sa.JSON, default=dict
     )
+    # Exact, kept in the same transaction as every insert and delete of its rows, so
+    # the grid and the lists never count a million rows.
+    row_count: Mapped[int] = mapped_column(sa.BigInteger, default=0, server_default="0")
 
     __table_args__ = (sa.Index("ix_experiments_created_at", "created_at"),)
 

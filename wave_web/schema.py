@@ -81,15 +81,17 @@ def all_types() -> list[ExperimentType]:
 
 def type_stats(types: Sequence[ExperimentType]) -> dict[int, tuple[int, int]]:
     """(experiments, rows) per type id for the given types."""
-    ids = [t.id for t in types]
-    experiments = dict(
-        db.session.execute(
-            sa.select(Experiment.experiment_type_id, sa.func.count())
-            .where(Experiment.experiment_type_id.in_(ids))
-            .group_by(Experiment.experiment_type_id)
-        ).all()
+    stmt = (
+        sa.select(
+            Experiment.experiment_type_id,
+            sa.func.count(),
+            sa.func.coalesce(sa.func.sum(Experiment.row_count), 0),
+        )
+        .where(Experiment.experiment_type_id.in_([t.id for t in types]))
+        .group_by(Experiment.experiment_type_id)
     )
-    return {t.id: (experiments.get(t.id, 0), datatables.count_all(t)) for t in types}
+    found = {type_id: (n, int(rows)) for type_id, n, rows in db.session.execute(stmt)}
+    return {t.id: found.get(t.id, (0, 0)) for t in types}
 
 
 # ----------------------------------------------------------------------
@@ -344,7 +346,7 @@ def add_column(xtype: ExperimentType, col: ColumnDef, fill_text: str = "") -> No
     fill = _parse_fill(col, fill_text)
     table = datatables.reflect(xtype)
     conn = db.session.connection()
-    if not col.nullable and fill is None and datatables.count_all(xtype):
+    if not col.nullable and fill is None and datatables.has_rows(xtype):
         raise InvalidValue(
             f"The table already has rows: give a value for “{col.name}” "
             "to fill them with, or make the column optional."
