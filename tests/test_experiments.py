@@ -433,7 +433,7 @@ def test_list_shows_row_counts(client, db):
 # ----------------------------------------------------------------------
 
 
-def test_experiment_page_shows_row_count_and_newest_rows(client, db):
+def test_experiment_page_shows_row_count_and_its_rows_in_the_grid(client, db):
     xtype = make_type()
     e = make_experiment(xtype, "Pilot", ["pilot"], {"site": "Berlin"})
     make_rows(
@@ -445,8 +445,8 @@ def test_experiment_page_shows_row_count_and_newest_rows(client, db):
     assert page.find(id="row-count").text == "25"
     body = page.find("tbody")
     participants = [tr.find_all("td")[1].text for tr in body.find_all("tr")]
-    assert participants == [f"P{i:02d}" for i in range(24, 4, -1)]
-    assert "Showing the newest 20 of 25 rows." in page.text
+    assert participants == [f"P{i:02d}" for i in range(25)]
+    assert "Rows 1–25 of 25" in " ".join(page.find(id="grid-range").text.split())
     assert "Berlin" in page.text
 
 

@@ -64,12 +64,13 @@ def _finish_config(app: Flask) -> None:
 
 
 def _register_blueprints(app: Flask) -> None:
+    from wave_web import data
     from wave_web import experiment_types
     from wave_web import experiments
     from wave_web import pages
     from wave_web import tags
 
-    for bp in (pages.bp, experiment_types.bp, experiments.bp, tags.bp):
+    for bp in (pages.bp, experiment_types.bp, experiments.bp, tags.bp, data.bp):
         app.register_blueprint(bp)
 
 

@@ -33,11 +33,20 @@ def configure_engine(engine: sa.Engine) -> None:
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA case_sensitive_like=ON")  # LIKE as on PostgreSQL
         cursor.close()
+        # SQLite's lower() folds only A–Z; filters "in any case" use Python's.
+        dbapi_connection.create_function(
+            "wave_lower", 1, _lower_or_none, deterministic=True
+        )
 
     @sa.event.listens_for(engine, "begin")
     def on_begin(conn):
         conn.exec_driver_sql("BEGIN IMMEDIATE" if _is_write_request() else "BEGIN")
+
+
+def _lower_or_none(value):
+    return value.lower() if isinstance(value, str) else value
 
 
 def _is_write_request() -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 from typing import Any
 
 from flask import Flask
@@ -52,9 +53,18 @@ def cell(type_name: str, value: Any) -> str:
     return columns.format_value(type_name, value)
 
 
+def pretty_json(value: Any) -> str:
+    """Indented JSON for an expander (non-ASCII kept readable)."""
+    return json.dumps(value, indent=2, ensure_ascii=False)
+
+
 def init_app(app: Flask) -> None:
     app.jinja_env.filters.update(
-        iso_time=iso_time, relative_time=relative_time, number=number, short_id=short_id
+        iso_time=iso_time,
+        relative_time=relative_time,
+        number=number,
+        short_id=short_id,
+        pretty_json=pretty_json,
     )
     app.jinja_env.globals.update(cell=cell, column_types=columns.COLUMN_TYPES)
     app.jinja_env.trim_blocks = True

@@ -10,12 +10,15 @@ from werkzeug.datastructures import MultiDict
 
 from wave_web import catalog
 from wave_web import datatables
+from wave_web import queries
 from wave_web import schema
 from wave_web.errors import InvalidValue
 from wave_web.errors import WaveError
 from wave_web.errors import bad_request
 from wave_web.experiments import bp
 from wave_web.extensions import db
+from wave_web.gridview import canonical_redirect
+from wave_web.gridview import render_grid
 from wave_web.htmx import redirect_to
 from wave_web.models import Experiment
 from wave_web.pages import page_arg
@@ -105,15 +108,16 @@ def create():
 @bp.get("/<experiment_uuid>")
 def show(experiment_uuid: str):
     experiment = catalog.get_experiment(experiment_uuid)
+    base_url = url_for(".show", experiment_uuid=experiment.uuid)
+    redirect = canonical_redirect(base_url)
+    if redirect is not None:
+        return redirect
     xtype = experiment.experiment_type
-    rows = datatables.newest_rows(xtype, experiment.uuid, limit=20)
-    count = datatables.count_rows(xtype, [experiment.uuid]).get(experiment.uuid, 0)
-    return render_template(
-        "experiments/show.html",
-        experiment=experiment,
-        xtype=xtype,
-        rows=rows,
-        count=count,
+    grid = queries.build_grid(
+        xtype, request.args, experiment.row_count, experiment.uuid
+    )
+    return render_grid(
+        "experiments/show.html", grid, base_url, experiment=experiment, xtype=xtype
     )
 
 

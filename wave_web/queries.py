@@ -1,0 +1,664 @@
+"""Reading rows: the grid's view state (RowQuery), typed filters and keyset paging.
+
+Every column name in a query string is looked up in the type's registry and then in the
+reflected Table; values are parsed by the column registry and bound. Paging is keyset
+(never OFFSET): a page costs the same at row 10 and at row 1,000,000.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import uuid
+from collections.abc import Mapping
+from collections.abc import Sequence
+from dataclasses import dataclass
+from dataclasses import replace
+from typing import Any
+
+import orjson
+import sqlalchemy as sa
+from werkzeug.datastructures import MultiDict
+
+from wave_web import columns
+from wave_web import datatables
+from wave_web.errors import WaveError
+from wave_web.extensions import db
+from wave_web.models import Experiment
+from wave_web.models import ExperimentType
+
+PAGE_SIZES = (25, 50, 100, 500)
+DEFAULT_PAGE_SIZE = 50
+COUNT_CAP = 10_000
+
+
+class BadQuery(WaveError):
+    """A filter, sort or paging parameter that cannot be used; `field` names it."""
+
+
+# ----------------------------------------------------------------------
+# Columns of a grid
+# ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class GridColumn:
+    """A column as the grid sees it: standard or custom, with its registry type."""
+
+    name: str
+    type: str  # a registry type, or "UUID" for experiment_uuid
+    nullable: bool = True
+    standard: bool = False
+    description: str = ""
+
+    @property
+    def is_numeric(self) -> bool:
+        return self.type in ("INTEGER", "FLOAT")
+
+    @property
+    def sortable(self) -> bool:
+        return self.type != "JSON"  # PostgreSQL's json has no ordering
+
+
+def grid_columns(xtype: Any, with_experiment: bool = False) -> list[GridColumn]:
+    """Standard then custom columns, in table order."""
+    standard = [
+        GridColumn("id", "INTEGER", False, True),
+        *(
+            [GridColumn("experiment_uuid", "UUID", False, True)]
+            if with_experiment
+            else []
+        ),
+        GridColumn("participant_id", "STRING", False, True),
+        GridColumn("created_at", "DATETIME", False, True),
+        GridColumn("updated_at", "DATETIME", False, True),
+    ]
+    custom = [
+        GridColumn(c.name, c.type, c.nullable, False, c.description)
+        for c in xtype.columns
+    ]
+    return standard + custom
+
+
+def parse_cell(col: GridColumn, text: str) -> Any:
+    """A value for `col` from text (cursors, filters); ValueError with the rule."""
+    if col.type == "UUID":
+        try:
+            return uuid.UUID(text.strip())
+        except ValueError:
+            raise ValueError("expected an experiment id (a UUID)") from None
+    return columns.COLUMN_TYPES[col.type].parse(text)
+
+
+def format_cell(col: GridColumn, value: Any) -> str:
+    """Canonical text of a value of `col` ('' for NULL)."""
+    if value is None:
+        return ""
+    if col.type == "UUID":
+        return str(value)
+    return columns.format_value(col.type, value)
+
+
+# ----------------------------------------------------------------------
+# Filters
+# ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Operator:
+    key: str
+    label: str
+    types: frozenset[str]
+    needs_value: bool = True
+
+
+_ORDERED = frozenset({"INTEGER", "FLOAT", "DATETIME"})
+_TEXT = frozenset({"STRING", "TEXT"})
+_EQUATABLE = _ORDERED | _TEXT | {"BOOLEAN", "UUID"}
+_ALL = _EQUATABLE | {"JSON"}
+
+OPERATORS: dict[str, Operator] = {
+    op.key: op
+    for op in (
+        Operator("exact", "=", _EQUATABLE),
+        Operator("not", "≠", _EQUATABLE),
+        Operator("lt", "<", _ORDERED),
+        Operator("lte", "≤", _ORDERED),
+        Operator("gt", ">", _ORDERED),
+        Operator("gte", "≥", _ORDERED),
+        Operator("contains", "contains", _TEXT),
+        Operator("startswith", "starts with", _TEXT),
+        Operator("iexact", "equals (any case)", _TEXT),
+        Operator("icontains", "contains (any case)", _TEXT),
+        Operator("istartswith", "starts with (any case)", _TEXT),
+        Operator("isnull", "is empty", _ALL, needs_value=False),
+        Operator("notnull", "is not empty", _ALL, needs_value=False),
+    )
+}
+
+
+def operators_for(col: GridColumn) -> list[Operator]:
+    """The operators a column offers, in menu order."""
+    return [op for op in OPERATORS.values() if col.type in op.types]
+
+
+@dataclass(frozen=True)
+class Filter:
+    """One condition `column op value`; `text` is what the user typed."""
+
+    column: GridColumn
+    op: str
+    text: str = ""
+    value: Any = None
+
+    @property
+    def param(self) -> str:
+        return f"{self.column.name}__{self.op}"
+
+    @property
+    def label(self) -> str:
+        operator = OPERATORS[self.op]
+        if not operator.needs_value:
+            return f"{self.column.name} {operator.label}"
+        return f"{self.column.name} {operator.label} {self.text}"
+
+
+def parse_filter(col: GridColumn, op: str, text: str) -> Filter:
+    """A Filter from query-string parts, or BadQuery naming column, value and rule."""
+    operator = OPERATORS.get(op)
+    if operator is None or col.type not in operator.types:
+        offered = ", ".join(o.key for o in operators_for(col))
+        raise BadQuery(
+            f"The filter “{columns.shorten(op)}” does not apply to {col.name} "
+            f"({col.type}); use one of: {offered}.",
+            field=f"{col.name}__{op}",
+        )
+    if not operator.needs_value:
+        return Filter(col, op)
+    if col.type in _TEXT:
+        if "\x00" in text:
+            raise BadQuery(
+                "A filter value cannot contain NUL.", field=f"{col.name}__{op}"
+            )
+        return Filter(col, op, text, text)
+    try:
+        value = parse_cell(col, text)
+    except ValueError as exc:
+        raise BadQuery(
+            f"Filter {col.name} {operator.label} “{columns.shorten(text)}”: {exc}.",
+            field=f"{col.name}__{op}",
+        ) from None
+    return Filter(col, op, text.strip(), value)
+
+
+def _like_escape(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def _lower(expr: sa.ColumnElement) -> sa.ColumnElement:
+    """Lower case for every letter, not just A–Z, on both databases.
+
+    PostgreSQL data columns use COLLATE "C", whose lower() folds only A–Z: fold under
+    the database's default collation instead. SQLite's lower() is ASCII-only too: use
+    Python's str.lower, registered as wave_lower in database.py.
+    """
+    if db.session.get_bind().dialect.name == "postgresql":
+        return sa.func.lower(sa.collate(expr, "default"))
+    return sa.func.wave_lower(expr)
+
+
+def filter_clause(table: sa.Table, f: Filter) -> sa.ColumnElement[bool]:
+    """The WHERE clause of one filter; the column comes from the reflected Table."""
+    col = table.c[f.column.name]
+    op = f.op
+    if op == "isnull":
+        return col.is_(None)
+    if op == "notnull":
+        return col.is_not(None)
+    if op == "exact":
+        return col == f.value
+    if op == "not":  # "not 5" keeps empty cells, as a researcher expects
+        return sa.or_(col != f.value, col.is_(None))
+    if op in ("lt", "lte", "gt", "gte"):
+        return {"lt": col < f.value, "lte": col <= f.value, "gt": col > f.value}.get(
+            op, col >= f.value
+        )
+    pattern = _like_escape(f.value)
+    if op in ("contains", "icontains"):
+        pattern = f"%{pattern}%"
+    elif op in ("startswith", "istartswith"):
+        pattern = f"{pattern}%"
+    if op.startswith("i"):
+        return _lower(col).like(_lower(sa.literal(pattern)), escape="\\")
+    return col.like(pattern, escape="\\")
+
+
+# ----------------------------------------------------------------------
+# Cursors
+# ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Cursor:
+    """A position in a sorted grid: the sort value and id of a row."""
+
+    value: Any
+    id: int
+
+    def encode(self, col: GridColumn) -> str:
+        text = None if self.value is None else format_cell(col, self.value)
+        raw = orjson.dumps([text, self.id])
+        return base64.urlsafe_b64encode(raw).decode("ascii").rstrip("=")
+
+    @classmethod
+    def decode(cls, token: str, col: GridColumn) -> Cursor:
+        try:
+            raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+            text, row_id = orjson.loads(raw)
+            if not isinstance(row_id, int) or not (
+                text is None or isinstance(text, str)
+            ):
+                raise ValueError
+            value = None if text is None else parse_cell(col, text)
+        except (ValueError, binascii.Error, orjson.JSONDecodeError, TypeError):
+            raise BadQuery(
+                "The page position in the address is damaged; start again from the "
+                "first page.",
+                field="_after",
+            ) from None
+        return cls(value, row_id)
+
+
+# ----------------------------------------------------------------------
+# The view state
+# ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RowQuery:
+    """Everything the URL says about a grid view: filters, sort, size, position."""
+
+    columns: tuple[GridColumn, ...]
+    filters: tuple[Filter, ...] = ()
+    sort: str = "id"
+    desc: bool = False
+    size: int = DEFAULT_PAGE_SIZE
+    after: str | None = None
+    before: str | None = None
+    last: bool = False
+    start: int = 0
+    hidden: tuple[str, ...] = ()
+
+    @classmethod
+    def from_args(
+        cls, cols: Sequence[GridColumn], args: Mapping | MultiDict
+    ) -> RowQuery:
+        """Parse a query string; unknown columns and bad values raise BadQuery (400)."""
+        by_name = {c.name: c for c in cols}
+        items = args.items(multi=True) if isinstance(args, MultiDict) else args.items()
+        filters, hidden = [], []
+        state: dict[str, str] = {}
+        for key, text in items:
+            if key.startswith("_"):
+                if key == "_hide":
+                    hidden.append(_known(by_name, text, "_hide").name)
+                else:
+                    state[key] = text
+                continue
+            name, sep, op = key.partition("__")
+            col = _known(by_name, name, key)
+            filters.append(parse_filter(col, op if sep else "exact", text))
+        sort = state.get("_sort", "id")
+        sort_col = _known(by_name, sort, "_sort")
+        if not sort_col.sortable:
+            raise BadQuery(
+                f"{sort} is a JSON column and cannot be sorted.", field="_sort"
+            )
+        query = cls(
+            columns=tuple(cols),
+            filters=tuple(filters),
+            sort=sort,
+            desc=_choice(state, "_dir", ("asc", "desc"), "asc") == "desc",
+            size=_page_size(state.get("_size")),
+            after=state.get("_after") or None,
+            before=state.get("_before") or None,
+            last=state.get("_last") == "1",
+            start=_number(state.get("_start", "0"), "_start"),
+            hidden=tuple(dict.fromkeys(hidden)),
+        )
+        query.cursor()  # validate now: a damaged cursor is a 400, not a later 500
+        return query
+
+    @property
+    def sort_column(self) -> GridColumn:
+        return next(c for c in self.columns if c.name == self.sort)
+
+    @property
+    def visible_columns(self) -> list[GridColumn]:
+        return [c for c in self.columns if c.name not in self.hidden]
+
+    def cursor(self) -> Cursor | None:
+        token = self.after or self.before
+        return Cursor.decode(token, self.sort_column) if token else None
+
+    def params(self, **changes: Any) -> list[tuple[str, str]]:
+        """The query string of this view with `changes` applied (for links)."""
+        q = replace(self, **changes) if changes else self
+        out = [(f.param, f.text) for f in q.filters]
+        if q.sort != "id":
+            out.append(("_sort", q.sort))
+        if q.desc:
+            out.append(("_dir", "desc"))
+        if q.size != DEFAULT_PAGE_SIZE:
+            out.append(("_size", str(q.size)))
+        out += [("_hide", name) for name in q.hidden]
+        for key, value in (("_after", q.after), ("_before", q.before)):
+            if value:
+                out.append((key, value))
+        if q.last:
+            out.append(("_last", "1"))
+        if q.start:
+            out.append(("_start", str(q.start)))
+        return out
+
+    def view_params(self, **changes: Any) -> list[tuple[str, str]]:
+        """params() back at the first page (for sort, size and filter links)."""
+        reset: dict[str, Any] = {
+            "after": None,
+            "before": None,
+            "last": False,
+            "start": 0,
+        }
+        return self.params(**{**reset, **changes})
+
+
+def _known(by_name: Mapping[str, GridColumn], name: str, param: str) -> GridColumn:
+    col = by_name.get(name)
+    if col is None:
+        close = columns.suggest(name, "column", []) or ""
+        hint = f" Did you mean “{close}”?" if close in by_name else ""
+        raise BadQuery(
+            f"There is no column “{columns.shorten(name)}” in this grid "
+            f"(parameter {columns.shorten(param)}).{hint}",
+            field=param,
+        )
+    return col
+
+
+def _choice(state: Mapping[str, str], key: str, allowed: Sequence[str], default: str):
+    value = state.get(key, default)
+    if value not in allowed:
+        raise BadQuery(f"{key} must be one of {', '.join(allowed)}.", field=key)
+    return value
+
+
+def _page_size(text: str | None) -> int:
+    if text is None:
+        return DEFAULT_PAGE_SIZE
+    if not text.isdigit() or int(text) not in PAGE_SIZES:
+        sizes = ", ".join(map(str, PAGE_SIZES))
+        raise BadQuery(f"The page size must be one of {sizes}.", field="_size")
+    return int(text)
+
+
+def _number(text: str, key: str) -> int:
+    if not text.isdigit() or len(text) > 12:
+        raise BadQuery(f"{key} must be a whole number ≥ 0.", field=key)
+    return int(text)
+
+
+# ----------------------------------------------------------------------
+# Pages
+# ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Page:
+    """One page of rows with the cursors to its neighbours."""
+
+    rows: list[dict[str, Any]]
+    has_prev: bool
+    has_next: bool
+    start: int  # 0-based position of the first row in the filtered, sorted grid
+    first_cursor: str | None
+    last_cursor: str | None
+
+
+def _where(table: sa.Table, q: RowQuery, experiment_uuid: uuid.UUID | None):
+    clauses = [filter_clause(table, f) for f in q.filters]
+    if experiment_uuid is not None:
+        clauses.insert(0, table.c.experiment_uuid == experiment_uuid)
+    return clauses
+
+
+def _select(table: sa.Table, where: list, order: list, limit: int) -> list[dict]:
+    stmt = sa.select(table).where(*where).order_by(*order).limit(limit)
+    return [dict(r) for r in db.session.execute(stmt).mappings()]
+
+
+def _rows_after(
+    table: sa.Table,
+    where: list,
+    key: sa.Column,
+    desc: bool,
+    cursor: Cursor | None,
+    limit: int,
+) -> list[dict[str, Any]]:
+    """Up to `limit` rows after `cursor` in (key, id) order; NULL is the largest key.
+
+    The order is split into a segment of values and one of NULLs, each read with a plain
+    (key, id) row comparison that an index on (…, key, id) serves directly: the cost of
+    a page does not depend on its depth.
+    """
+    ident = table.c.id
+    if key is ident:
+        if cursor is not None:
+            where = [*where, ident < cursor.id if desc else ident > cursor.id]
+        return _select(table, where, [ident.desc() if desc else ident.asc()], limit)
+    segments = ["null", "value"] if desc else ["value", "null"]
+    if cursor is not None:
+        segments = segments[
+            segments.index("null" if cursor.value is None else "value") :
+        ]
+    rows: list[dict[str, Any]] = []
+    for i, segment in enumerate(segments):
+        at_cursor = cursor is not None and i == 0
+        if segment == "null":
+            conditions = [key.is_(None)]
+            if at_cursor:
+                conditions.append(ident < cursor.id if desc else ident > cursor.id)
+            order = [ident.desc() if desc else ident.asc()]
+        else:
+            conditions = [key.is_not(None)]
+            if at_cursor:
+                pair = sa.tuple_(key, ident)
+                mark = sa.tuple_(
+                    sa.literal(cursor.value, key.type), sa.literal(cursor.id)
+                )
+                conditions.append(pair < mark if desc else pair > mark)
+            order = [key.desc(), ident.desc()] if desc else [key.asc(), ident.asc()]
+        rows += _select(table, [*where, *conditions], order, limit - len(rows))
+        if len(rows) >= limit:
+            break
+    return rows
+
+
+def page_rows(
+    xtype: Any, q: RowQuery, experiment_uuid: uuid.UUID | None = None
+) -> Page:
+    """One page of the grid: after/before the cursor, or the first or last page."""
+    table = datatables.reflect(xtype)
+    backwards = q.before is not None or q.last
+    cursor = None if q.last else q.cursor()
+    rows = _rows_after(
+        table,
+        _where(table, q, experiment_uuid),
+        table.c[q.sort],
+        q.desc != backwards,  # backwards = the reverse order, read forwards
+        cursor,
+        q.size + 1,
+    )
+    more = len(rows) > q.size
+    rows = rows[: q.size]
+    if backwards:
+        rows.reverse()
+        has_prev, has_next = more, not q.last
+    else:
+        has_prev, has_next = cursor is not None, more
+    start = 0 if (not has_prev or cursor is None and not q.last) else q.start
+    return Page(
+        rows=rows,
+        has_prev=has_prev,
+        has_next=has_next,
+        start=-1 if q.last and has_prev else start,
+        first_cursor=_cursor_of(rows[0], q) if rows else None,
+        last_cursor=_cursor_of(rows[-1], q) if rows else None,
+    )
+
+
+def _cursor_of(row: Mapping[str, Any], q: RowQuery) -> str:
+    return Cursor(row[q.sort], row["id"]).encode(q.sort_column)
+
+
+def count_matching(
+    xtype: Any,
+    q: RowQuery,
+    experiment_uuid: uuid.UUID | None = None,
+    cap: int = COUNT_CAP,
+) -> tuple[int, bool]:
+    """Rows matching the filters, counted exactly up to `cap`; (count, capped)."""
+    table = datatables.reflect(xtype)
+    inner = (
+        sa.select(table.c.id).where(*_where(table, q, experiment_uuid)).limit(cap + 1)
+    )
+    n = db.session.execute(
+        sa.select(sa.func.count()).select_from(inner.subquery())
+    ).scalar_one()
+    return min(n, cap), n > cap
+
+
+def count_all_matching(
+    xtype: Any, q: RowQuery, experiment_uuid: uuid.UUID | None = None
+) -> int:
+    """The exact filtered count, however large (on request: it reads every match)."""
+    table = datatables.reflect(xtype)
+    stmt = (
+        sa.select(sa.func.count())
+        .select_from(table)
+        .where(*_where(table, q, experiment_uuid))
+    )
+    return db.session.execute(stmt).scalar_one()
+
+
+# ----------------------------------------------------------------------
+# Everything a grid page shows
+# ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Grid:
+    """A grid page: the parsed view, its rows and counts (or the error of a bad URL)."""
+
+    query: RowQuery
+    page: Page | None
+    total: int  # rows of the experiment (or type) without filters
+    matching: int  # rows matching the filters, exact up to COUNT_CAP
+    capped: bool  # more than COUNT_CAP rows match
+    error: BadQuery | None = None
+
+    @property
+    def first_row(self) -> int:
+        """1-based number of the first row shown."""
+        if self.page is None or not self.page.rows:
+            return 0
+        if self.page.start < 0:  # the last page: counted back from the end
+            return max(self.matching - len(self.page.rows), 0) + 1
+        return self.page.start + 1
+
+    @property
+    def last_row(self) -> int:
+        return self.first_row + len(self.page.rows) - 1 if self.page else 0
+
+
+def build_grid(
+    xtype: Any,
+    args: Mapping | MultiDict,
+    total: int,
+    experiment_uuid: uuid.UUID | None = None,
+) -> Grid:
+    """Parse the view state and read one page; a bad URL gives an empty grid + error."""
+    cols = grid_columns(xtype, with_experiment=experiment_uuid is None)
+    try:
+        query = RowQuery.from_args(cols, args)
+    except BadQuery as exc:
+        return Grid(RowQuery(tuple(cols)), None, total, 0, False, exc)
+    page = page_rows(xtype, query, experiment_uuid)
+    matching, capped = total, False
+    if query.filters:
+        matching, capped = count_matching(xtype, query, experiment_uuid)
+        if capped and (query.last or args.get("_count") == "exact"):
+            matching, capped = count_all_matching(xtype, query, experiment_uuid), False
+    return Grid(query, page, total, matching, capped)
+
+
+def added_filter(args: MultiDict) -> MultiDict | None:
+    """The args with the "add a filter" form (_fcol, _fop, _fval) turned into a filter.
+
+    None when the form was not used. The new filter is checked later like any other.
+    """
+    if "_fcol" not in args:
+        return None
+    out = MultiDict(
+        (k, v)
+        for k, v in args.items(multi=True)
+        if k not in ("_fcol", "_fop", "_fval", "_after", "_before", "_last", "_start")
+    )
+    out.add(
+        f"{args.get('_fcol', '')}__{args.get('_fop', 'exact')}", args.get("_fval", "")
+    )
+    return out
+
+
+@dataclass(frozen=True)
+class ParticipantSection:
+    """The rows of one participant in one experiment type."""
+
+    xtype: Any
+    columns: list[GridColumn]
+    rows: list[dict[str, Any]]
+    experiments: dict[uuid.UUID, Any]
+    more: bool
+
+
+def participant_rows(participant_id: str, limit: int = 500) -> list[ParticipantSection]:
+    """Every row of `participant_id`, per type that has experiments (index lookups)."""
+    types = db.session.scalars(
+        sa.select(ExperimentType)
+        .where(sa.exists().where(Experiment.experiment_type_id == ExperimentType.id))
+        .order_by(ExperimentType.name)
+    ).all()
+    sections = []
+    for xtype in types:
+        table = datatables.reflect(xtype)
+        stmt = (
+            sa.select(table)
+            .where(table.c.participant_id == participant_id)
+            .order_by(table.c.experiment_uuid, table.c.id)
+            .limit(limit + 1)
+        )
+        rows = [dict(r) for r in db.session.execute(stmt).mappings()]
+        if rows:
+            uuids = {r["experiment_uuid"] for r in rows}
+            experiments = {
+                e.uuid: e
+                for e in db.session.scalars(
+                    sa.select(Experiment).where(Experiment.uuid.in_(uuids))
+                )
+            }
+            cols = grid_columns(xtype, with_experiment=True)
+            sections.append(
+                ParticipantSection(
+                    xtype, cols, rows[:limit], experiments, len(rows) > limit
+                )
+            )
+    return sections
