@@ -34,6 +34,36 @@ BACKENDS = [
 ]
 
 
+def postgresql_problem(url: str | None) -> str | None:
+    """Why the PostgreSQL tests cannot run against `url`, or None when they can."""
+    if not url:
+        return "WAVE_TEST_DATABASE_URL is not set"
+    engine = sa.create_engine(
+        normalise_database_url(url), connect_args={"connect_timeout": 5}
+    )
+    try:
+        with engine.connect():
+            return None
+    except sa.exc.DBAPIError as exc:
+        first_line = str(exc.orig).strip().splitlines()[0] if exc.orig else ""
+        return f"cannot connect to WAVE_TEST_DATABASE_URL ({first_line})"
+    finally:
+        engine.dispose()
+
+
+def pytest_sessionstart(session):
+    """With WAVE_REQUIRE_POSTGRESQL=1 (as in CI), fail at once instead of skipping."""
+    if os.environ.get("WAVE_REQUIRE_POSTGRESQL") != "1":
+        return
+    problem = postgresql_problem(PG_URL)
+    if problem:
+        pytest.exit(
+            f"WAVE_REQUIRE_POSTGRESQL=1 but {problem}: "
+            "the PostgreSQL tests would be skipped.",
+            returncode=pytest.ExitCode.USAGE_ERROR,
+        )
+
+
 def _with_search_path(url: str, schema: str) -> str:
     sep = "&" if "?" in url else "?"
     return f"{url}{sep}options={quote(f'-csearch_path={schema}')}"

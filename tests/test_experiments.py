@@ -444,7 +444,8 @@ def test_experiment_page_shows_row_count_and_its_rows_in_the_grid(client, db):
     page = parse(client.get(f"/experiments/{e.uuid}").data)
     assert page.find(id="row-count").text == "25"
     body = page.find("tbody")
-    participants = [tr.find_all("td")[1].text for tr in body.find_all("tr")]
+    # cells: select box, id, participant_id, …
+    participants = [tr.find_all("td")[2].text for tr in body.find_all("tr")]
     assert participants == [f"P{i:02d}" for i in range(25)]
     assert "Rows 1–25 of 25" in " ".join(page.find(id="grid-range").text.split())
     assert "Berlin" in page.text

@@ -10,9 +10,11 @@ from typing import Any
 import orjson
 import sqlalchemy as sa
 import sqlalchemy.exc as sa_exc
+from sqlalchemy.orm import selectinload
 
 from wave_web import columns
 from wave_web import datatables
+from wave_web.errors import Conflict
 from wave_web.errors import InvalidValue
 from wave_web.errors import NameTaken
 from wave_web.errors import NotFound
@@ -21,6 +23,8 @@ from wave_web.models import Experiment
 from wave_web.models import ExperimentType
 from wave_web.models import Tag
 from wave_web.models import has_tag
+from wave_web.models import lock_type
+from wave_web.models import name_key
 from wave_web.models import record
 from wave_web.models import tag_usage  # noqa: F401  (re-exported for views)
 
@@ -59,8 +63,17 @@ def get_experiment(experiment_uuid: uuid.UUID | str) -> Experiment:
 
 
 def list_experiments(f: ExperimentFilter, per_page: int = 25):
-    """A page of experiments, newest first, filtered; a Flask-SQLAlchemy Pagination."""
-    stmt = sa.select(Experiment).order_by(Experiment.created_at.desc(), Experiment.uuid)
+    """A page of experiments, newest first, filtered; a Flask-SQLAlchemy Pagination.
+
+    Their types come in one extra query (lists show each experiment's type name).
+    """
+    columns.clean_text(f.q, "search text", "q")
+    columns.clean_text(f.tag, "tag filter", "tag")
+    stmt = (
+        sa.select(Experiment)
+        .options(selectinload(Experiment.experiment_type))
+        .order_by(Experiment.created_at.desc(), Experiment.uuid)
+    )
     if f.q:
         stmt = stmt.where(Experiment.description.icontains(f.q, autoescape=True))
     if f.type_id is not None:
@@ -74,15 +87,8 @@ def list_experiments(f: ExperimentFilter, per_page: int = 25):
 
 
 def row_counts(experiments: Iterable[Experiment]) -> dict[uuid.UUID, int]:
-    """Rows per experiment, one grouped query per type."""
-    by_type: dict[int, list[Experiment]] = {}
-    for e in experiments:
-        by_type.setdefault(e.experiment_type_id, []).append(e)
-    counts: dict[uuid.UUID, int] = {}
-    for group in by_type.values():
-        xtype = group[0].experiment_type
-        counts.update(datatables.count_rows(xtype, [e.uuid for e in group]))
-    return counts
+    """Rows per experiment: the maintained row_count, no query."""
+    return {e.uuid: e.row_count for e in experiments}
 
 
 def parse_additional_data(text: str) -> dict[str, Any]:
@@ -98,6 +104,12 @@ def parse_additional_data(text: str) -> dict[str, Any]:
             f'{exc.msg}). Example: {{"site": "Berlin", "session": 2}}.',
             field="additional_data",
         ) from None
+    try:
+        columns.check_json_depth(text, value)
+    except ValueError as exc:
+        raise InvalidValue(
+            f"Additional data is too deeply nested: {exc}.", field="additional_data"
+        ) from None
     if not isinstance(value, dict):
         raise InvalidValue(
             'Additional data must be a JSON object in braces, e.g. {"site": "Berlin"}.',
@@ -107,7 +119,7 @@ def parse_additional_data(text: str) -> dict[str, Any]:
 
 
 def _clean_description(description: str) -> str:
-    description = description.strip()
+    description = columns.clean_text(description, "description", "description").strip()
     if not description:
         raise InvalidValue(
             "Describe the experiment, e.g. “Pilot, spring 2026, lab B”.",
@@ -127,15 +139,24 @@ def create_experiment(
     tag_names: Iterable[str],
     additional_data: dict,
 ) -> Experiment:
-    """A new experiment of `xtype`; tags must exist (see resolve_tags)."""
+    """A new experiment of `xtype`; unknown tags are created (see resolve_tags)."""
+    description = _clean_description(description)
+    # FOR SHARE: waits for a delete_type in progress, which then wins.
+    if not lock_type(xtype.id, shared=True):
+        db.session.rollback()
+        raise Conflict(_TYPE_GONE, field="experiment_type_id")
     experiment = Experiment(
         experiment_type_id=xtype.id,
-        description=_clean_description(description),
+        description=description,
         tags=resolve_tags(tag_names),
         additional_data=additional_data,
     )
     db.session.add(experiment)
-    db.session.flush()
+    try:
+        db.session.flush()
+    except sa_exc.IntegrityError:  # the type went away without our lock (SQLite)
+        db.session.rollback()
+        raise Conflict(_TYPE_GONE, field="experiment_type_id") from None
     record(
         "experiment.create",
         "experiment",
@@ -154,6 +175,7 @@ def update_experiment(
     additional_data: dict,
 ) -> None:
     """Change description, tags and additional data (the type never changes)."""
+    _lock_experiment(experiment)
     before = _snapshot(experiment)
     experiment.description = _clean_description(description)
     experiment.tags = resolve_tags(tag_names)
@@ -190,6 +212,19 @@ def delete_experiment(experiment: Experiment) -> int:
     return rows
 
 
+def _lock_experiment(experiment: Experiment) -> None:
+    """Re-read the experiment under a row lock: a tag rename may be rewriting it."""
+    try:
+        db.session.refresh(experiment, with_for_update=True)
+    except sa_exc.InvalidRequestError:  # deleted meanwhile
+        raise NotFound("The experiment was deleted just now.") from None
+
+
+_TYPE_GONE = (
+    "The experiment type was deleted just now; nothing was saved. Choose another type."
+)
+
+
 def _snapshot(e: Experiment) -> dict[str, Any]:
     return {
         "description": e.description,
@@ -210,23 +245,19 @@ def split_tag_text(text: str) -> list[str]:
 
 
 def find_tag(name: str) -> Tag | None:
-    """The tag with this name, ignoring case."""
+    """The tag with this name, ignoring case (also beyond A–Z, on both databases)."""
     return db.session.scalars(
-        sa.select(Tag).where(sa.func.lower(Tag.name) == name.lower())
+        sa.select(Tag).where(Tag.name_key == name_key(name))
     ).first()
 
 
-def resolve_tags(names: Iterable[str], create_missing: bool = True) -> list[str]:
-    """Canonical tag names for `names`, creating unknown ones when allowed."""
+def resolve_tags(names: Iterable[str]) -> list[str]:
+    """Canonical tag names for `names`, creating unknown ones."""
     result: list[str] = []
     for raw in names:
         name = columns.clean_tag_name(raw)
-        tag = find_tag(name)
-        if tag is None:
-            if not create_missing:
-                raise InvalidValue(f"There is no tag “{name}”.", field="tags")
-            tag = _add_tag(name)
-        if tag.name.lower() not in {r.lower() for r in result}:
+        tag = find_tag(name) or _add_tag(name)
+        if tag.name_key not in {name_key(r) for r in result}:
             result.append(tag.name)
     return result
 
@@ -240,6 +271,7 @@ def get_tag(tag_id: int) -> Tag:
 
 def list_tags(page: int = 1, per_page: int = 50, q: str = ""):
     """A page of tags by name, plus usage counts for all tags."""
+    columns.clean_text(q, "search text", "q")
     stmt = sa.select(Tag).order_by(sa.func.lower(Tag.name))
     if q:
         stmt = stmt.where(Tag.name.icontains(q, autoescape=True))
@@ -293,29 +325,42 @@ def create_tag(name: str, description: str = "") -> Tag:
     """A new tag; the name is trimmed and unique ignoring case."""
     name = columns.clean_tag_name(name)
     _check_unique(name)
-    tag = _add_tag(name, description.strip() or None)
+    tag = _add_tag(name, _tag_description(description))
     db.session.commit()
     return tag
 
 
-def experiments_with_tag(name: str) -> list[Experiment]:
-    return list(db.session.scalars(sa.select(Experiment).where(has_tag(name))))
+def _tag_description(text: str) -> str | None:
+    return columns.clean_text(text, "description", "description").strip() or None
+
+
+def experiments_with_tag(name: str, for_update: bool = False) -> list[Experiment]:
+    """Experiments carrying the tag `name`; locked until commit when `for_update`.
+
+    A rename or delete rewrites their tag arrays: an edit committed meanwhile must be
+    read first, not overwritten.
+    """
+    stmt = sa.select(Experiment).where(has_tag(name)).order_by(Experiment.uuid)
+    if for_update:
+        stmt = stmt.with_for_update()
+    return list(db.session.scalars(stmt))
 
 
 def update_tag(tag: Tag, name: str, description: str) -> int:
     """Rename/describe a tag; returns how many experiments' tags a rename updated."""
     new_name = columns.clean_tag_name(name)
+    new_description = _tag_description(description)
     _check_unique(new_name, exclude_id=tag.id)
     before = {"name": tag.name, "description": tag.description}
     changed = 0
     if new_name != tag.name:
-        for experiment in experiments_with_tag(tag.name):
+        for experiment in experiments_with_tag(tag.name, for_update=True):
             experiment.tags = [
                 new_name if t == tag.name else t for t in experiment.tags
             ]
             changed += 1
     tag.name = new_name
-    tag.description = description.strip() or None
+    tag.description = new_description
     _flush_tag(new_name)
     after = {"name": tag.name, "description": tag.description}
     if before != after:
@@ -334,7 +379,7 @@ def update_tag(tag: Tag, name: str, description: str) -> int:
 
 def delete_tag(tag: Tag) -> int:
     """Delete a tag and remove it from every experiment; returns experiments changed."""
-    experiments = experiments_with_tag(tag.name)
+    experiments = experiments_with_tag(tag.name, for_update=True)
     for experiment in experiments:
         experiment.tags = [t for t in experiment.tags if t != tag.name]
     record(

@@ -259,10 +259,8 @@ def _first_problem(name: str, kind: str) -> str | None:
     return None
 
 
-def describe_char(char: str | None) -> str:
+def describe_char(char: str) -> str:
     """A readable name for a character in an error message."""
-    if char is None:
-        return "an invalid character"
     names = {" ": "a space", '"': "a double quote", "'": "a quote", ";": "a semicolon"}
     if char in names:
         return names[char]
@@ -305,12 +303,27 @@ def suggest(name: str, kind: str, taken: Iterable[str]) -> str | None:
     return candidate
 
 
+def clean_text(text: str, what: str, field: str | None = None) -> str:
+    """`text` unchanged, or InvalidValue when it holds a NUL character.
+
+    PostgreSQL cannot store NUL in text (the driver fails), SQLite would store it: both
+    refuse it here instead, with a message for the form field `field`.
+    """
+    if "\x00" in text:
+        raise InvalidValue(
+            f"The {what} contains a NUL character (\\0), which cannot be stored; "
+            "remove it and try again.",
+            field=field,
+        )
+    return text
+
+
 MAX_TAG_LENGTH = 50
 
 
 def clean_tag_name(raw: str) -> str:
     """Trim a tag name and check it fits an experiment's VARCHAR(50) tag array."""
-    name = " ".join(raw.split())
+    name = " ".join(raw.split())  # NUL: refused below with the control characters
     if not name:
         raise InvalidValue("A tag name cannot be empty.", field="tags")
     if len(name) > MAX_TAG_LENGTH:
@@ -433,9 +446,37 @@ def _check_fraction(text: str) -> None:
         raise ValueError("expected at most 6 decimal places of seconds (microseconds)")
 
 
+MAX_JSON_DEPTH = 64
+
+
+def check_json_depth(text: str, value: Any) -> None:
+    """ValueError when `value` (parsed from `text`) nests deeper than MAX_JSON_DEPTH.
+
+    Deeper values break serialisers later (recursion limits): the edit page, the
+    database driver. Cheap for the usual value: depth cannot exceed the bracket count.
+    """
+    if text.count("[") + text.count("{") <= MAX_JSON_DEPTH:
+        return
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            children = item.values()
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        if depth > MAX_JSON_DEPTH:
+            raise ValueError(
+                f"expected JSON nested at most {MAX_JSON_DEPTH} levels deep"
+            )
+        stack.extend((child, depth + 1) for child in children)
+
+
 def parse_json(text: str) -> Any:
     try:
         value = orjson.loads(text)
+        check_json_depth(text, value)
         if _LONG_DIGITS.search(text):
             # orjson makes integers beyond 64 bits floats; Python's parser keeps them.
             value = json.loads(text, parse_constant=_refuse_constant)

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import os
 import secrets
+from collections.abc import Mapping
 from typing import Any
-
-DEV_SECRET = "dev-only-insecure-secret"
 
 
 def defaults(instance_path: str) -> dict[str, Any]:
@@ -33,20 +32,45 @@ def normalise_database_url(url: str) -> str:
     return url
 
 
-def from_environment(environ: dict[str, str] | None = None) -> dict[str, Any]:
-    """Only the variables that are set, so an unset one never blanks instance config."""
+class ConfigError(ValueError):
+    """A setting from the environment has the wrong form; the message names it."""
+
+
+# (variable, config key, multiplier, example value)
+POSITIVE_INTEGERS = (
+    ("WAVE_MAX_UPLOAD_MB", "MAX_CONTENT_LENGTH", 1024 * 1024, "512"),
+    ("WAVE_PAGE_SIZE", "WAVE_PAGE_SIZE", 1, "50"),
+    ("WAVE_DB_TIMEOUT_SECONDS", "WAVE_DB_TIMEOUT_SECONDS", 1, "3"),
+)
+
+
+def positive_integer(variable: str, raw: str, example: str) -> int:
+    """The whole number in `raw` (1 to 999999999), else a ConfigError naming it."""
+    text = raw.strip()
+    if text.isascii() and text.isdigit() and len(text) <= 9 and int(text) >= 1:
+        return int(text)
+    raise ConfigError(
+        f"{variable} must be a whole number from 1 to 999999999 (e.g. "
+        f"{variable}={example}), not {raw[:40]!r}."
+    )
+
+
+def from_environment(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """Only the variables that are set, so an unset one never blanks instance config.
+
+    A malformed value raises ConfigError with a one-line message, not a traceback
+    from int().
+    """
     env = os.environ if environ is None else environ
     found: dict[str, Any] = {}
     if env.get("DATABASE_URL"):
         found["SQLALCHEMY_DATABASE_URI"] = env["DATABASE_URL"]
     if env.get("SECRET_KEY"):
         found["SECRET_KEY"] = env["SECRET_KEY"]
-    if env.get("WAVE_MAX_UPLOAD_MB"):
-        found["MAX_CONTENT_LENGTH"] = int(env["WAVE_MAX_UPLOAD_MB"]) * 1024 * 1024
-    if env.get("WAVE_PAGE_SIZE"):
-        found["WAVE_PAGE_SIZE"] = int(env["WAVE_PAGE_SIZE"])
-    if env.get("WAVE_DB_TIMEOUT_SECONDS"):
-        found["WAVE_DB_TIMEOUT_SECONDS"] = int(env["WAVE_DB_TIMEOUT_SECONDS"])
+    for variable, key, multiplier, example in POSITIVE_INTEGERS:
+        if env.get(variable):
+            value = positive_integer(variable, env[variable], example)
+            found[key] = value * multiplier
     return found
 
 

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable
+from typing import Any
+from typing import TypeVar
 
 import sqlalchemy as sa
 import sqlalchemy.exc as sa_exc
 from flask import Flask
+from flask import current_app
 from flask import has_request_context
 from flask import request
 from flask_migrate import upgrade
@@ -15,6 +19,8 @@ from flask_migrate import upgrade
 from wave_web.extensions import db
 
 log = logging.getLogger(__name__)
+
+V = TypeVar("V", bound=Callable[..., Any])
 
 MIGRATIONS_DIR = os.path.join(os.path.dirname(os.path.dirname(__file__)), "migrations")
 
@@ -49,14 +55,34 @@ def _lower_or_none(value):
     return value.lower() if isinstance(value, str) else value
 
 
+def read_only(view: V) -> V:
+    """Mark a POST view that never writes: SQLite need not take its write lock."""
+    return read_only_when(lambda: True)(view)
+
+
+def read_only_when(is_read_only: Callable[[], bool]) -> Callable[[V], V]:
+    """Mark a view that does not write when `is_read_only()` holds for the request."""
+
+    def mark(view: V) -> V:
+        view.wave_read_only = is_read_only  # type: ignore[attr-defined]
+        return view
+
+    return mark
+
+
 def _is_write_request() -> bool:
     """A POST/PUT/PATCH/DELETE request: take SQLite's write lock up front.
 
     A deferred transaction that reads and then writes fails at once with "database is
     locked" when another writer committed in between; BEGIN IMMEDIATE waits its turn
-    (busy_timeout) instead, so racing requests are serialised, not refused.
+    (busy_timeout) instead, so racing requests are serialised, not refused. Views
+    marked read_only (live checks on every keystroke) do not queue behind writers.
     """
-    return has_request_context() and request.method not in ("GET", "HEAD", "OPTIONS")
+    if not has_request_context() or request.method in ("GET", "HEAD", "OPTIONS"):
+        return False
+    view = current_app.view_functions.get(request.endpoint or "")
+    is_read_only = getattr(view, "wave_read_only", None)
+    return not (is_read_only is not None and is_read_only())
 
 
 def migrate_database(app: Flask) -> bool:

@@ -8,10 +8,14 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import logging
+import threading
 import uuid
 from collections.abc import Iterable
 from collections.abc import Iterator
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 from typing import Any
 
 import sqlalchemy as sa
@@ -21,9 +25,19 @@ from flask import current_app
 
 from wave_web import columns
 from wave_web.columns import ColumnDef
+from wave_web.errors import MESSAGES
+from wave_web.errors import Conflict
+from wave_web.errors import InvalidValue
+from wave_web.errors import NotFound
 from wave_web.errors import WaveError
 from wave_web.extensions import db
 from wave_web.models import Experiment
+from wave_web.models import record
+
+if TYPE_CHECKING:
+    from wave_web.queries import RowQuery
+
+log = logging.getLogger(__name__)
 
 
 def _naive_utcnow() -> dt.datetime:
@@ -95,9 +109,17 @@ def create_table(
     return table
 
 
-def drop_table(conn: sa.Connection, table: sa.Table) -> None:
-    """DROP TABLE (its indexes go with it), inside the caller's transaction."""
-    table.drop(conn)
+def lock_against_writes(conn: sa.Connection, table: sa.Table) -> None:
+    """Hold off row writes to `table` until commit (reads go on), on PostgreSQL.
+
+    A scan that decides whether an ALTER is safe must not miss rows written after it.
+    SQLite needs nothing: a write transaction already excludes every other writer.
+    """
+    if conn.dialect.name != "postgresql":
+        return
+    # The name comes from the registry (a validated identifier), quoted by the dialect.
+    name = conn.dialect.identifier_preparer.format_table(table)
+    conn.exec_driver_sql(f"LOCK TABLE {name} IN SHARE ROW EXCLUSIVE MODE")
 
 
 # ----------------------------------------------------------------------
@@ -106,9 +128,21 @@ def drop_table(conn: sa.Connection, table: sa.Table) -> None:
 
 
 class TableMismatch(WaveError):
-    """The physical table does not match the registry: an operator has to look."""
+    """The physical table does not match the registry: an operator has to look.
+
+    The details (table and column names) go to the log; users see the plain 500 page.
+    """
 
     status = 500
+
+    def __init__(self) -> None:
+        super().__init__(MESSAGES[500][1])
+
+
+# Threads of one worker share the cache: the lock guards lookups and evictions, but
+# never a reflection (catalog I/O may wait on a database lock held by a thread that
+# needs the cache).
+_cache_lock = threading.RLock()
 
 
 def _cache() -> dict[tuple[Any, ...], sa.Table]:
@@ -122,31 +156,35 @@ def reflect(xtype: Any) -> sa.Table:
     registry reflects again.
     """
     key = (xtype.table_name, xtype.schema_version, xtype.created_at)
-    cache = _cache()
-    table = cache.get(key)
+    with _cache_lock:
+        table = _cache().get(key)
     if table is None:
         table = _reflect(db.session.connection(), xtype.table_name, xtype.columns)
-        for old in [k for k in cache if k[0] == xtype.table_name]:
-            del cache[old]
-        cache[key] = table
+        with _cache_lock:
+            forget(xtype.table_name)
+            _cache()[key] = table
     return table
 
 
 def forget(table_name: str) -> None:
     """Drop cached Tables of `table_name` (after DDL in this worker)."""
-    cache = _cache()
-    for old in [k for k in cache if k[0] == table_name]:
-        del cache[old]
+    with _cache_lock:
+        cache = _cache()
+        for old in [k for k in cache if k[0] == table_name]:
+            del cache[old]
 
 
 def _reflect(conn: sa.Connection, table_name: str, defs: list[ColumnDef]) -> sa.Table:
     found = {c["name"] for c in sa.inspect(conn).get_columns(table_name)}
     expected = set(columns.STANDARD_COLUMNS) | {c.name for c in defs}
     if found != expected:
-        raise TableMismatch(
-            f"The data table {table_name} does not match its type definition "
-            f"(missing: {sorted(expected - found)}, extra: {sorted(found - expected)})."
+        log.error(
+            "data table %s does not match its type definition (missing: %s, extra: %s)",
+            table_name,
+            sorted(expected - found),
+            sorted(found - expected),
         )
+        raise TableMismatch()
     # Column types come from the registry (reflection cannot tell JSON text from TEXT on
     # SQLite); reflection contributes the indexes.
     return sa.Table(
@@ -238,6 +276,431 @@ def delete_experiment_rows(xtype: Any, experiment_uuid: uuid.UUID) -> int:
 
 
 # ----------------------------------------------------------------------
+# Row edits: one function per operation, shared by the web UI and the API. Each write
+# is one transaction that keeps experiments.row_count exact and writes an audit entry.
+# ----------------------------------------------------------------------
+
+MAX_PARTICIPANT_ID = 100
+MAX_DELETE_IDS = 1000
+
+
+class RowNotFound(NotFound):
+    """The id is not a row of this experiment (it may be a row of another one)."""
+
+
+class RowProblems(WaveError):
+    """Some values of a row are invalid; `problems` maps each field to its message."""
+
+    status = 422
+
+    def __init__(self, problems: Mapping[str, str]) -> None:
+        self.problems = dict(problems)
+        super().__init__(
+            " ".join(self.problems.values()), field=next(iter(self.problems), None)
+        )
+
+
+class StaleRow(Conflict):
+    """Someone saved the row after it was read; `current` holds its values now."""
+
+    def __init__(self, current: dict[str, Any]) -> None:
+        super().__init__(
+            f"Row {current['id']} was changed by someone else after you opened it; "
+            "nothing was saved."
+        )
+        self.current = current
+
+
+def row_ref(xtype: Any, row_id: int) -> str:
+    """The audit log's object id of a row: type id and row id."""
+    return f"{xtype.id}:{row_id}"
+
+
+def _editable(xtype: Any) -> list[tuple[str, ColumnDef | None]]:
+    """participant_id (None: not a registry column) then the custom columns."""
+    return [("participant_id", None), *((c.name, c) for c in xtype.columns)]
+
+
+def _parse_participant(text: str) -> str:
+    if not text.strip():
+        raise ValueError("participant_id is required: give the participant's id.")
+    if "\x00" in text:
+        raise ValueError("participant_id cannot contain the NUL character.")
+    if len(text) > MAX_PARTICIPANT_ID:
+        raise ValueError(
+            f"participant_id is {len(text)} characters long; "
+            f"the limit is {MAX_PARTICIPANT_ID}."
+        )
+    return text
+
+
+def _parse_field(name: str, col: ColumnDef | None, text: Any) -> Any:
+    if text is None:
+        text = ""
+    if not isinstance(text, str):
+        raise ValueError(f"{name}: expected the value as text.")
+    if col is None:
+        return _parse_participant(text)
+    try:
+        value = columns.parse_value(col.type, text)
+    except ValueError as exc:
+        raise ValueError(
+            f"{name}: “{columns.shorten(text)}” is not a valid {col.type} value: {exc}."
+        ) from None
+    if value is None and not col.nullable:
+        raise ValueError(f"{name} is required: the column does not allow empty values.")
+    return value
+
+
+def parse_row(
+    xtype: Any, form_values: Mapping[str, str], partial: bool = False
+) -> dict[str, Any]:
+    """Text values of a row (participant_id and custom columns) → Python values.
+
+    Empty text means NULL. Every problem is collected and raised together as
+    RowProblems (field → message). Keys that are not columns are ignored; with
+    `partial` only the fields present are read (an edit form without hidden columns).
+    """
+    values: dict[str, Any] = {}
+    problems: dict[str, str] = {}
+    for name, col in _editable(xtype):
+        if partial and name not in form_values:
+            continue
+        try:
+            values[name] = _parse_field(name, col, form_values.get(name))
+        except ValueError as exc:
+            problems[name] = str(exc)
+    if problems:
+        raise RowProblems(problems)
+    return values
+
+
+def _check_values(xtype: Any, values: Mapping[str, Any], new: bool) -> None:
+    """Refuse keys that are not editable columns and, for a new row, missing values."""
+    editable = dict(_editable(xtype))
+    problems = {
+        k: f"{columns.shorten(k)} is not a column of this type that can be set."
+        for k in values
+        if k not in editable
+    }
+    if new:
+        for name, col in editable.items():
+            if name not in values and (col is None or not col.nullable):
+                problems[name] = f"{name} is required."
+    if problems:
+        raise RowProblems(problems)
+
+
+def _texts(
+    xtype: Any, row: Mapping[str, Any], names: Iterable[str] | None = None
+) -> dict[str, str | None]:
+    """Canonical text of a row's editable values (None for NULL), e.g. for the log."""
+    types = {"participant_id": "STRING", **{c.name: c.type for c in xtype.columns}}
+    wanted = types if names is None else names
+    return {
+        n: None if row[n] is None else columns.format_value(types[n], row[n])
+        for n in wanted
+        if n in row
+    }
+
+
+def get_row(xtype: Any, experiment_uuid: uuid.UUID, row_id: int) -> dict[str, Any]:
+    """One row of one experiment, or RowNotFound (also for another experiment's id)."""
+    if not 1 <= row_id <= columns.INT_MAX:
+        raise RowNotFound(f"This experiment has no row {row_id}.")
+    table = reflect(xtype)
+    stmt = sa.select(table).where(
+        table.c.id == row_id, table.c.experiment_uuid == experiment_uuid
+    )
+    row = db.session.execute(stmt).mappings().first()
+    if row is None:
+        raise RowNotFound(f"This experiment has no row {row_id}.")
+    return dict(row)
+
+
+def existing_ids(
+    xtype: Any, experiment_uuid: uuid.UUID, ids: Iterable[int]
+) -> list[int]:
+    """The ids among `ids` that are rows of this experiment, sorted (confirmations)."""
+    wanted = _valid_ids(ids)
+    if not wanted:
+        return []
+    table = reflect(xtype)
+    stmt = (
+        sa.select(table.c.id)
+        .where(table.c.experiment_uuid == experiment_uuid, table.c.id.in_(wanted))
+        .order_by(table.c.id)
+    )
+    return list(db.session.scalars(stmt))
+
+
+def _valid_ids(ids: Iterable[int]) -> list[int]:
+    wanted = sorted({i for i in ids if 1 <= i <= columns.INT_MAX})
+    if len(wanted) > MAX_DELETE_IDS:
+        raise InvalidValue(
+            f"At most {MAX_DELETE_IDS} rows can be selected at once; "
+            "delete by filter instead."
+        )
+    return wanted
+
+
+def _require_experiment(xtype: Any, experiment_uuid: uuid.UUID) -> None:
+    stmt = sa.select(Experiment.experiment_type_id).where(
+        Experiment.uuid == experiment_uuid
+    )
+    if db.session.execute(stmt).scalar_one_or_none() != xtype.id:
+        raise NotFound(f"There is no experiment {experiment_uuid} of this type.")
+
+
+def insert_row(
+    xtype: Any, experiment_uuid: uuid.UUID, values: Mapping[str, Any]
+) -> dict[str, Any]:
+    """Add one row (values from parse_row) to an experiment; returns the stored row."""
+    _check_values(xtype, values, new=True)
+    _require_experiment(xtype, experiment_uuid)
+    table = reflect(xtype)
+    now = _naive_utcnow()
+    row = {
+        **values,
+        "experiment_uuid": experiment_uuid,
+        "created_at": now,
+        "updated_at": now,
+    }
+    try:
+        result = db.session.execute(table.insert().values(row))
+        row["id"] = result.inserted_primary_key[0]
+        adjust_row_count(experiment_uuid, 1)
+        record(
+            "row.create",
+            "row",
+            row_ref(xtype, row["id"]),
+            f"Added row {row['id']} to experiment {experiment_uuid}",
+            experiment=str(experiment_uuid),
+            table=xtype.table_name,
+            after=_texts(xtype, row),
+        )
+        db.session.commit()
+    except Exception:
+        db.session.rollback()
+        raise
+    return get_row(xtype, experiment_uuid, row["id"])
+
+
+def _naive(value: dt.datetime) -> dt.datetime:
+    if value.tzinfo is None:
+        return value
+    return value.astimezone(dt.UTC).replace(tzinfo=None)
+
+
+def update_row(
+    xtype: Any,
+    experiment_uuid: uuid.UUID,
+    row_id: int,
+    values: Mapping[str, Any],
+    expected_updated_at: dt.datetime,
+) -> dict[str, Any]:
+    """Save changed values if nobody else saved since `expected_updated_at`.
+
+    Optimistic concurrency: the UPDATE matches id, experiment and the updated_at the
+    editor saw; no match → StaleRow carrying the current row. Only values that differ
+    are written; when none does, nothing is written. Returns the row as stored.
+    """
+    _check_values(xtype, values, new=False)
+    expected = _naive(expected_updated_at)
+    current = get_row(xtype, experiment_uuid, row_id)
+    types = {"participant_id": "STRING", **{c.name: c.type for c in xtype.columns}}
+    changed = {
+        k: v
+        for k, v in values.items()
+        if columns.format_value(types[k], v)
+        != columns.format_value(types[k], current[k])
+    }
+    if not changed:
+        return current
+    if current["updated_at"] != expected:
+        raise StaleRow(current)
+    table = reflect(xtype)
+    # Strictly later than the version it replaces, even within one clock tick.
+    now = max(_naive_utcnow(), expected + dt.timedelta(microseconds=1))
+    stmt = (
+        sa.update(table)
+        .where(
+            table.c.id == row_id,
+            table.c.experiment_uuid == experiment_uuid,
+            table.c.updated_at == expected,
+        )
+        .values(**changed, updated_at=now)
+    )
+    try:
+        if db.session.execute(stmt).rowcount != 1:
+            db.session.rollback()
+            raise StaleRow(get_row(xtype, experiment_uuid, row_id))
+        record(
+            "row.update",
+            "row",
+            row_ref(xtype, row_id),
+            f"Edited row {row_id} of experiment {experiment_uuid}: "
+            + ", ".join(changed),
+            experiment=str(experiment_uuid),
+            table=xtype.table_name,
+            before=_texts(xtype, current, changed),
+            after=_texts(xtype, changed),
+        )
+        db.session.commit()
+    except Exception:
+        db.session.rollback()
+        raise
+    return {**current, **changed, "updated_at": now}
+
+
+def delete_rows(xtype: Any, experiment_uuid: uuid.UUID, ids: Iterable[int]) -> int:
+    """Delete rows of one experiment by id; ids of other experiments are left alone.
+
+    One transaction with the row count and an audit entry holding the deleted values;
+    returns how many rows were deleted.
+    """
+    wanted = _valid_ids(ids)
+    if not wanted:
+        return 0
+    table = reflect(xtype)
+    stmt = (
+        sa.delete(table)
+        .where(table.c.experiment_uuid == experiment_uuid, table.c.id.in_(wanted))
+        .returning(*table.c)
+    )
+    try:
+        deleted = [dict(r) for r in db.session.execute(stmt).mappings()]
+        if deleted:
+            adjust_row_count(experiment_uuid, -len(deleted))
+            _record_deleted(xtype, experiment_uuid, deleted)
+        db.session.commit()
+    except Exception:
+        db.session.rollback()
+        raise
+    return len(deleted)
+
+
+def _record_deleted(
+    xtype: Any, experiment_uuid: uuid.UUID, deleted: list[dict[str, Any]]
+) -> None:
+    if len(deleted) == 1:
+        row = deleted[0]
+        record(
+            "row.delete",
+            "row",
+            row_ref(xtype, row["id"]),
+            f"Deleted row {row['id']} of experiment {experiment_uuid}",
+            experiment=str(experiment_uuid),
+            table=xtype.table_name,
+            before=_texts(xtype, row),
+        )
+        return
+    record(
+        "rows.delete",
+        "experiment",
+        experiment_uuid,
+        f"Deleted {len(deleted)} selected rows",
+        table=xtype.table_name,
+        count=len(deleted),
+        ids=[r["id"] for r in deleted],
+        before=[{"id": r["id"], **_texts(xtype, r)} for r in deleted[:100]],
+    )
+
+
+def delete_matching(
+    xtype: Any,
+    experiment_uuid: uuid.UUID,
+    query: RowQuery,
+    expected: int | None = None,
+) -> int:
+    """Delete every row of one experiment that matches the query's filters.
+
+    With `expected` (the count the user confirmed) any other count deletes nothing
+    and raises Conflict. One transaction with the row count and an audit entry;
+    returns the number of rows deleted.
+    """
+    from wave_web import queries  # queries imports this module
+
+    if experiment_uuid is None:
+        raise ValueError("delete_matching needs an experiment")  # never a whole type
+    table = reflect(xtype)
+    stmt = sa.delete(table).where(*queries._where(table, query, experiment_uuid))
+    labels = [f.label for f in query.filters]
+    try:
+        count = db.session.execute(stmt).rowcount
+        if expected is not None and count != expected:
+            db.session.rollback()
+            raise Conflict(
+                f"{count:,} rows match now, not the {expected:,} you confirmed; "
+                "nothing was deleted. Check the filters and confirm again."
+            )
+        adjust_row_count(experiment_uuid, -count)
+        record(
+            "rows.delete_matching",
+            "experiment",
+            experiment_uuid,
+            f"Deleted {count} rows matching "
+            + ("; ".join(labels) if labels else "no filter (all rows)"),
+            table=xtype.table_name,
+            count=count,
+            filters=labels,
+        )
+        db.session.commit()
+    except Exception:
+        db.session.rollback()
+        raise
+    return count
+
+
+# ----------------------------------------------------------------------
+# Sorting/filtering indexes on (experiment_uuid, column, id)
+# ----------------------------------------------------------------------
+
+
+def _sort_index_column(names: list[str]) -> str | None:
+    if len(names) == 3 and names[0] == "experiment_uuid" and names[2] == "id":
+        return names[1]
+    return None
+
+
+def sort_indexed_columns(table: sa.Table) -> set[str]:
+    """Columns of a reflected Table that have a sorting/filtering index (no I/O)."""
+    found = (_sort_index_column([c.name for c in ix.columns]) for ix in table.indexes)
+    return {name for name in found if name}
+
+
+def has_sort_index(conn: sa.Connection, table_name: str, column: str) -> bool:
+    """True when the catalog shows an (experiment_uuid, column, id) index."""
+    return any(
+        _sort_index_column(list(ix["column_names"])) == column
+        for ix in sa.inspect(conn).get_indexes(table_name)
+    )
+
+
+def create_sort_index(
+    conn: sa.Connection, table: sa.Table, column: str, salt: object
+) -> str:
+    """CREATE INDEX on (experiment_uuid, column, id) in the caller's transaction.
+
+    Keyset pages of one experiment sorted or filtered by `column` then read the index
+    in order. The name hashes the column and `salt` (the schema version): unique even
+    after a rename frees the column name for another column. Returns the index name.
+    """
+    digest = hashlib.sha1(f"{column}:{salt}".encode()).hexdigest()[:10]
+    name = index_name(table.name, f"s_{digest}")
+    # A throwaway Table: the cached reflected one must not gain an index before commit.
+    holder = sa.Table(
+        table.name,
+        sa.MetaData(),
+        sa.Column("experiment_uuid", sa.Uuid),
+        table.c[column]._copy(),
+        sa.Column("id", sa.Integer),
+    )
+    sa.Index(name, holder.c.experiment_uuid, holder.c[column], holder.c.id).create(conn)
+    return name
+
+
+# ----------------------------------------------------------------------
 # Schema evolution: each function runs inside the caller's transaction.
 # ----------------------------------------------------------------------
 
@@ -278,16 +741,23 @@ def _nullable(col: ColumnDef) -> sa.Column:
 
 
 def _variant(
-    table: sa.Table, add: sa.Column | None = None, drop: str | None = None
+    table: sa.Table,
+    add: sa.Column | None = None,
+    drop: str | None = None,
+    unindex: str | None = None,
 ) -> sa.Table:
-    """A copy of `table` with a column added/replaced and/or dropped (for copy_from)."""
+    """A copy of `table` with a column added/replaced and/or dropped (for copy_from).
+
+    Indexes on `drop` or `unindex` are left out: SQLite's rebuild would recreate them
+    on a column that is about to go.
+    """
     gone = {drop, add.name if add is not None else None}
     cols = [c._copy() for c in table.columns if c.name not in gone]
     extra = [add] if add is not None else []
     copy = sa.Table(table.name, sa.MetaData(), *cols, *extra, **TABLE_OPTIONS)
     for index in table.indexes:
         names = [c.name for c in index.columns]
-        if drop not in names:
+        if drop not in names and (unindex is None or unindex not in names):
             sa.Index(index.name, *(copy.c[n] for n in names), unique=index.unique)
     return copy
 
@@ -307,8 +777,8 @@ def set_nullable(
 
 
 def drop_column(conn: sa.Connection, table: sa.Table, name: str) -> None:
-    """Drop a column and its data."""
-    with _batch(conn, table) as batch:
+    """Drop a column, its data and its indexes."""
+    with _batch(conn, _variant(table, unindex=name)) as batch:
         batch.drop_column(name)
 
 
@@ -423,7 +893,7 @@ def change_type(
     items = [{"row_id": k, "new_value": v} for k, v in values.items()]
     for start in range(0, len(items), 5000):
         conn.execute(stmt, items[start : start + 5000])
-    widened = _variant(table, add=custom_column(temp))
+    widened = _variant(table, add=custom_column(temp), unindex=col.name)
     with _batch(conn, widened) as batch:
         batch.drop_column(col.name)
     narrowed = _variant(widened, drop=col.name)
@@ -434,6 +904,9 @@ def change_type(
             nullable=col.nullable,
             existing_type=columns.COLUMN_TYPES[new_type].sql(),
         )
+    if col.name in sort_indexed_columns(table) and new_type != "JSON":
+        # The old column's index went with it: index the new one the same way.
+        create_sort_index(conn, table, col.name, temp.name)
 
 
 def create_statements(

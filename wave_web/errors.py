@@ -10,6 +10,7 @@ from flask import jsonify
 from flask import make_response
 from flask import render_template
 from flask import request
+from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
 
 log = logging.getLogger(__name__)
@@ -84,6 +85,12 @@ MESSAGES = {
 }
 
 
+CSRF_MESSAGE = (
+    "This form has expired or was sent from another page. "
+    "Reload the page and submit again; nothing was saved."
+)
+
+
 def render_error(code: int, detail: str | None = None):
     """An error response in the form the client expects: JSON, htmx fragment or page."""
     title, default = MESSAGES.get(code, (f"Error {code}", "The request failed."))
@@ -125,6 +132,11 @@ def init_app(app: Flask) -> None:
     def domain_error(exc: WaveError):
         _rollback()
         return render_error(exc.status, exc.message)
+
+    @app.errorhandler(CSRFError)
+    def csrf_error(exc: CSRFError):
+        # flask-wtf's descriptions ("The CSRF token is missing.") mean nothing to users
+        return render_error(400, CSRF_MESSAGE)
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException):

@@ -11,6 +11,7 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Mapped
 from sqlalchemy.orm import mapped_column
 from sqlalchemy.orm import relationship
+from sqlalchemy.orm import validates
 
 from wave_web import columns
 from wave_web.extensions import db
@@ -71,21 +72,47 @@ class Timestamps:
     )
 
 
-class Tag(Timestamps, db.Model):
+# casefold() can triple a name's length ("ΐ" → three characters).
+NAME_KEY_LENGTH = 300
+
+
+def name_key(name: str) -> str:
+    """The form in which names are unique: case folded, so "STRASSE" = "Straße".
+
+    Computed in Python: SQLite's lower() folds only A–Z.
+    """
+    return name.casefold()
+
+
+def _name_key_default(context: Any) -> str:
+    return name_key(context.get_current_parameters()["name"])
+
+
+class NamedMixin:
+    """A display name that is unique ignoring case, through the name_key column."""
+
+    name: Mapped[str] = mapped_column(sa.String(100), unique=True, index=True)
+    name_key: Mapped[str] = mapped_column(
+        sa.String(NAME_KEY_LENGTH), unique=True, index=True, default=_name_key_default
+    )
+
+    @validates("name")
+    def _keep_name_key(self, _attribute: str, value: str) -> str:
+        self.name_key = name_key(value)
+        return value
+
+
+class Tag(NamedMixin, Timestamps, db.Model):
     __tablename__ = "tags"
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    name: Mapped[str] = mapped_column(sa.String(100), unique=True, index=True)
     description: Mapped[str | None] = mapped_column(sa.Text)
 
-    __table_args__ = (sa.Index("ix_tags_name_lower", sa.func.lower(name), unique=True),)
 
-
-class ExperimentType(Timestamps, db.Model):
+class ExperimentType(NamedMixin, Timestamps, db.Model):
     __tablename__ = "experiment_types"
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    name: Mapped[str] = mapped_column(sa.String(100), unique=True, index=True)
     description: Mapped[str | None] = mapped_column(sa.Text)
     table_name: Mapped[str] = mapped_column(sa.String(100), unique=True, index=True)
     schema_definition: Mapped[dict[str, Any]] = mapped_column(
@@ -169,6 +196,20 @@ def record(
             details=details or None,
         )
     )
+
+
+def lock_type(type_id: int, shared: bool = False) -> bool:
+    """Lock a type's registry row until commit; False when the type is gone.
+
+    FOR UPDATE (deleting the type) excludes FOR SHARE (adding an experiment to it), so
+    the two cannot interleave on PostgreSQL. SQLite's write lock already serialises.
+    """
+    stmt = (
+        sa.select(ExperimentType.id)
+        .where(ExperimentType.id == type_id)
+        .with_for_update(read=shared)
+    )
+    return db.session.execute(stmt).first() is not None
 
 
 def history(obj_type: str, obj_id: Any, limit: int = 50) -> list[AuditEntry]:

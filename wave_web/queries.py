@@ -255,8 +255,11 @@ class Cursor:
         try:
             raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
             text, row_id = orjson.loads(raw)
-            if not isinstance(row_id, int) or not (
-                text is None or isinstance(text, str)
+            # bool is an int to Python; ids beyond 64 bits overflow SQLite's driver
+            if (
+                type(row_id) is not int
+                or abs(row_id) >= 2**63
+                or not (text is None or isinstance(text, str))
             ):
                 raise ValueError
             value = None if text is None else parse_cell(col, text)
@@ -395,14 +398,14 @@ def _choice(state: Mapping[str, str], key: str, allowed: Sequence[str], default:
 def _page_size(text: str | None) -> int:
     if text is None:
         return DEFAULT_PAGE_SIZE
-    if not text.isdigit() or int(text) not in PAGE_SIZES:
+    if not (text.isascii() and text.isdigit()) or int(text) not in PAGE_SIZES:
         sizes = ", ".join(map(str, PAGE_SIZES))
         raise BadQuery(f"The page size must be one of {sizes}.", field="_size")
     return int(text)
 
 
 def _number(text: str, key: str) -> int:
-    if not text.isdigit() or len(text) > 12:
+    if not (text.isascii() and text.isdigit()) or len(text) > 12:  # "²".isdigit()
         raise BadQuery(f"{key} must be a whole number ≥ 0.", field=key)
     return int(text)
 

@@ -6,6 +6,7 @@ registry row, the DDL and the audit entry together or leaves the database as it 
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from dataclasses import replace
@@ -26,7 +27,11 @@ from wave_web.errors import NotFound
 from wave_web.extensions import db
 from wave_web.models import Experiment
 from wave_web.models import ExperimentType
+from wave_web.models import lock_type
+from wave_web.models import name_key
 from wave_web.models import record
+from wave_web.models import utcnow
+from wave_web.params import parse_id
 
 MAX_TYPE_NAME = 100
 
@@ -79,6 +84,39 @@ def all_types() -> list[ExperimentType]:
     )
 
 
+def experiment_count(xtype: ExperimentType) -> int:
+    """How many experiments are of this type."""
+    return db.session.execute(
+        sa.select(sa.func.count())
+        .select_from(Experiment)
+        .where(Experiment.experiment_type_id == xtype.id)
+    ).scalar_one()
+
+
+@dataclass(frozen=True)
+class TypeOverview:
+    """What the type page lists: the newest experiments, the totals, rows per shown."""
+
+    experiments: list[Experiment]
+    experiment_total: int
+    total_rows: int
+    counts: dict[uuid.UUID, int]
+
+
+def type_overview(xtype: ExperimentType, limit: int = 100) -> TypeOverview:
+    """The newest `limit` experiments of a type and its totals (never all of them)."""
+    stmt = (
+        sa.select(Experiment)
+        .where(Experiment.experiment_type_id == xtype.id)
+        .order_by(Experiment.created_at.desc(), Experiment.uuid)
+        .limit(limit)
+    )
+    experiments = list(db.session.scalars(stmt))
+    total, rows = type_stats([xtype])[xtype.id]
+    counts = {e.uuid: e.row_count for e in experiments}
+    return TypeOverview(experiments, total, rows, counts)
+
+
 def type_stats(types: Sequence[ExperimentType]) -> dict[int, tuple[int, int]]:
     """(experiments, rows) per type id for the given types."""
     stmt = (
@@ -101,16 +139,15 @@ def type_stats(types: Sequence[ExperimentType]) -> dict[int, tuple[int, int]]:
 
 def check_type_name(name: str, exclude_id: int | None = None) -> str:
     """A display name: trimmed, 1–100 characters, unique ignoring case."""
-    name = " ".join(name.split())
+    name = " ".join(columns.clean_text(name, "name", "name").split())
     if not name:
         raise InvalidValue("Give the type a name, e.g. “Stroop task”.")
     if len(name) > MAX_TYPE_NAME:
         raise InvalidValue(
             f"The name is {len(name)} characters long; the limit is {MAX_TYPE_NAME}."
         )
-    stmt = sa.select(ExperimentType.id).where(
-        sa.func.lower(ExperimentType.name) == name.lower()
-    )
+    # name_key, not lower(): SQLite's lower() folds only A–Z
+    stmt = sa.select(ExperimentType.id).where(ExperimentType.name_key == name_key(name))
     if exclude_id is not None:
         stmt = stmt.where(ExperimentType.id != exclude_id)
     if db.session.execute(stmt).first():
@@ -122,8 +159,38 @@ def check_type_name(name: str, exclude_id: int | None = None) -> str:
 
 def taken_table_names() -> set[str]:
     """Table names used by the registry or present in the database."""
+    conn = db.session.connection()
     registered = set(db.session.scalars(sa.select(ExperimentType.table_name)))
-    return registered | datatables.existing_table_names(db.session.connection())
+    return registered | datatables.existing_table_names(conn) | _relation_names(conn)
+
+
+def _relation_names(conn: sa.Connection) -> set[str]:
+    """Every relation (index, sequence, view …) and PostgreSQL type of the schema.
+
+    CREATE TABLE fails on any of them, e.g. `stroop_id_seq` while `stroop` exists.
+    """
+    if conn.dialect.name == "sqlite":
+        master = sa.table("sqlite_master", sa.column("name"))
+        return set(conn.scalars(sa.select(master.c.name)))
+    pg_namespace = sa.table(
+        "pg_namespace", sa.column("oid"), sa.column("nspname"), schema="pg_catalog"
+    )
+    pg_class = sa.table(
+        "pg_class", sa.column("relname"), sa.column("relnamespace"), schema="pg_catalog"
+    )
+    pg_type = sa.table(
+        "pg_type", sa.column("typname"), sa.column("typnamespace"), schema="pg_catalog"
+    )
+    in_schema = pg_namespace.c.nspname == sa.func.current_schema()
+    stmt = sa.union(
+        sa.select(pg_class.c.relname)
+        .join(pg_namespace, pg_namespace.c.oid == pg_class.c.relnamespace)
+        .where(in_schema),
+        sa.select(pg_type.c.typname)
+        .join(pg_namespace, pg_namespace.c.oid == pg_type.c.typnamespace)
+        .where(in_schema),
+    )
+    return set(conn.scalars(stmt))
 
 
 def check_table_name(table_name: str, taken: set[str] | None = None) -> str:
@@ -146,19 +213,29 @@ def check_columns(defs: Sequence[ColumnDef]) -> list[Problem]:
             problems.append(
                 Problem(f"columns-{i}-type", f"Choose a column type for “{col.name}”.")
             )
-        if len(col.description) > 1000:
-            problems.append(
-                Problem(
-                    f"columns-{i}-description",
-                    "Keep descriptions under 1000 characters.",
-                )
-            )
+        try:
+            _check_description(col.description, f"columns-{i}-description")
+        except InvalidValue as exc:
+            problems.append(Problem(exc.field or "", exc.message))
         seen.append(col.name)
     return problems
 
 
+def _check_description(text: str, field: str) -> str:
+    """A column description: no NUL, under 1000 characters."""
+    columns.clean_text(text, "description", field)
+    if len(text) > 1000:
+        raise InvalidValue("Keep descriptions under 1000 characters.", field=field)
+    return text
+
+
+def _type_description(text: str) -> str | None:
+    """A type's description as stored: trimmed, None when empty, no NUL."""
+    return columns.clean_text(text, "description", "description").strip() or None
+
+
 def check_new_type(
-    name: str, table_name: str, defs: Sequence[ColumnDef]
+    name: str, table_name: str, defs: Sequence[ColumnDef], description: str = ""
 ) -> tuple[str, str, list[Problem]]:
     """Validate a builder submission; returns the cleaned names and all problems."""
     problems: list[Problem] = []
@@ -166,6 +243,10 @@ def check_new_type(
         name = check_type_name(name)
     except (InvalidValue, NameTaken) as exc:
         problems.append(Problem("name", exc.message))
+    try:
+        _type_description(description)
+    except InvalidValue as exc:
+        problems.append(Problem("description", exc.message))
     table_name = table_name.strip() or (columns.suggest_name(name, "table") or "")
     try:
         check_table_name(table_name)
@@ -184,13 +265,13 @@ def create_type(
     name: str, description: str, table_name: str, defs: Sequence[ColumnDef]
 ) -> ExperimentType:
     """Registry row + CREATE TABLE + indexes + audit entry, in one transaction."""
-    name, table_name, problems = check_new_type(name, table_name, defs)
+    name, table_name, problems = check_new_type(name, table_name, defs, description)
     if problems:
         db.session.rollback()
         raise SchemaProblems(problems)
     xtype = ExperimentType(
         name=name,
-        description=description.strip() or None,
+        description=_type_description(description),
         table_name=table_name,
         schema_definition=columns.schema_to_json(defs),
     )
@@ -241,9 +322,10 @@ def delete_type(xtype: ExperimentType, confirm: str) -> None:
         raise InvalidValue(
             f"Type the name “{xtype.name}” exactly to confirm deleting it."
         )
-    count = db.session.execute(
-        sa.select(sa.func.count()).where(Experiment.experiment_type_id == xtype.id)
-    ).scalar_one()
+    # Until commit no experiment of this type can be created (it locks the row too).
+    if not lock_type(xtype.id):
+        raise NotFound(f"The type “{xtype.name}” was deleted just now.")
+    count = experiment_count(xtype)
     if count:
         raise Conflict(
             f"“{xtype.name}” still has {count} experiment{'s' if count != 1 else ''}; "
@@ -261,17 +343,26 @@ def delete_type(xtype: ExperimentType, confirm: str) -> None:
             "schema_definition": xtype.schema_definition,
         },
     )
-    datatables.drop_table(db.session.connection(), table)
+    name, table_name = xtype.name, xtype.table_name
+    table.drop(db.session.connection())  # its indexes go with it
     db.session.delete(xtype)
-    db.session.commit()
-    datatables.forget(xtype.table_name)
+    try:
+        db.session.commit()
+    except (sa_exc.IntegrityError, StaleDataError):
+        db.session.rollback()
+        raise Conflict(
+            f"“{name}” was changed or got an experiment while it was being deleted. "
+            "Nothing was deleted; reload the page and try again."
+        ) from None
+    finally:
+        datatables.forget(table_name)
 
 
 def update_type(xtype: ExperimentType, name: str, description: str) -> None:
     """Change a type's display name and description (the table name never changes)."""
     before = {"name": xtype.name, "description": xtype.description}
     xtype.name = check_type_name(name, exclude_id=xtype.id)
-    xtype.description = description.strip() or None
+    xtype.description = _type_description(description)
     after = {"name": xtype.name, "description": xtype.description}
     if before != after:
         record(
@@ -346,6 +437,7 @@ def add_column(xtype: ExperimentType, col: ColumnDef, fill_text: str = "") -> No
     fill = _parse_fill(col, fill_text)
     table = datatables.reflect(xtype)
     conn = db.session.connection()
+    datatables.lock_against_writes(conn, table)  # no row may appear after the check
     if not col.nullable and fill is None and datatables.has_rows(xtype):
         raise InvalidValue(
             f"The table already has rows: give a value for “{col.name}” "
@@ -401,6 +493,7 @@ def set_nullable(xtype: ExperimentType, name: str, nullable: bool) -> None:
         return
     table = datatables.reflect(xtype)
     conn = db.session.connection()
+    datatables.lock_against_writes(conn, table)  # rows written after the scan
     if not nullable:
         count, offenders = datatables.null_rows(conn, table, name)
         if count:
@@ -421,9 +514,7 @@ def set_nullable(xtype: ExperimentType, name: str, nullable: bool) -> None:
 def describe_column(xtype: ExperimentType, name: str, description: str) -> None:
     """Change a column's description (registry only)."""
     _existing(xtype, name)
-    description = description.strip()
-    if len(description) > 1000:
-        raise InvalidValue("Keep descriptions under 1000 characters.")
+    description = _check_description(description.strip(), "description")
     defs = [
         replace(c, description=description) if c.name == name else c
         for c in xtype.columns
@@ -451,6 +542,7 @@ def change_type(xtype: ExperimentType, name: str, new_type: str) -> None:
         return
     table = datatables.reflect(xtype)
     conn = db.session.connection()
+    datatables.lock_against_writes(conn, table)  # rows written after the scan
     count, offenders, values = datatables.conversion_problems(
         conn, table, col, new_type
     )
@@ -472,8 +564,50 @@ def change_type(xtype: ExperimentType, name: str, new_type: str) -> None:
     )
 
 
+INDEXABLE_STANDARD = ("participant_id", "created_at", "updated_at")
+
+
+def add_index(xtype: ExperimentType, name: str) -> str:
+    """Index (experiment_uuid, column, id) so sorting and filtering on it stay fast.
+
+    Recorded in the type's history; bumps schema_version so that every worker reflects
+    the new index. Refused for JSON columns (no ordering) and when the index exists.
+    Returns the index name.
+    """
+    if name not in INDEXABLE_STANDARD:
+        col = _existing(xtype, name)
+        if col.type == "JSON":
+            raise InvalidValue(
+                f"“{name}” is a JSON column: it has no order, so an index cannot "
+                "speed up sorting or filtering on it."
+            )
+    conn = db.session.connection()
+    if datatables.has_sort_index(conn, xtype.table_name, name):
+        raise Conflict(f"“{name}” already has an index for sorting and filtering.")
+    table = datatables.reflect(xtype)
+    try:
+        index = datatables.create_sort_index(conn, table, name, xtype.schema_version)
+    except sa_exc.DBAPIError as exc:
+        db.session.rollback()
+        if _is_name_clash(exc):  # someone added the same index a moment ago
+            raise Conflict(
+                f"“{name}” got an index for sorting and filtering just now."
+            ) from None
+        raise
+    record(
+        "type.add_index",
+        "experiment_type",
+        xtype.id,
+        f"Added an index on “{name}” for sorting and filtering",
+        column=name,
+        index=index,
+    )
+    xtype.updated_at = utcnow()  # an UPDATE, so the version_id_col schema_version grows
+    _commit(xtype)
+    return index
+
+
 def find_type(raw_id: str) -> ExperimentType | None:
     """The type for an id typed into a form, or None (no error for junk)."""
-    if not raw_id.isdigit() or len(raw_id) > 9:
-        return None
-    return db.session.get(ExperimentType, int(raw_id))
+    type_id = parse_id(raw_id)
+    return db.session.get(ExperimentType, type_id) if type_id is not None else None

@@ -10,6 +10,24 @@ from flask import Flask
 
 from wave_web import columns
 
+# How the type pages describe each standard column (see datatables.create_table).
+STANDARD_COLUMN_LABELS = {
+    "id": "INTEGER, key",
+    "experiment_uuid": "UUID",
+    "participant_id": "STRING (100)",
+    "created_at": "DATETIME",
+    "updated_at": "DATETIME",
+}
+
+
+def standard_columns() -> list[tuple[str, str]]:
+    """(name, type label) of the columns every data table has, in table order.
+
+    Built from columns.STANDARD_COLUMNS, so a new standard column without a label
+    fails at start-up instead of going missing from the pages.
+    """
+    return [(name, STANDARD_COLUMN_LABELS[name]) for name in columns.STANDARD_COLUMNS]
+
 
 def iso_time(value: dt.datetime | None) -> str:
     """Absolute UTC time, to the second."""
@@ -66,6 +84,10 @@ def init_app(app: Flask) -> None:
         short_id=short_id,
         pretty_json=pretty_json,
     )
-    app.jinja_env.globals.update(cell=cell, column_types=columns.COLUMN_TYPES)
+    app.jinja_env.globals.update(
+        cell=cell,
+        column_types=columns.COLUMN_TYPES,
+        standard_columns=standard_columns(),
+    )
     app.jinja_env.trim_blocks = True
     app.jinja_env.lstrip_blocks = True

@@ -12,6 +12,8 @@ pytestmark = pytest.mark.browser
 def test_build_type_with_three_columns_then_tagged_experiment_is_listed(page, live_url):
     page.goto(f"{live_url}/")
     page.get_by_role("link", name="Create the first type").click()
+    page.wait_for_url("**/types/new")
+    page.wait_for_function("window.htmx !== undefined")  # live checks need htmx
     page.get_by_label("Name", exact=True).fill("Flanker task")
     page.get_by_label("Column 1 name").fill("Reaction Time")
     # the live check explains the rule and suggests a fix without a page load

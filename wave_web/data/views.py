@@ -14,7 +14,7 @@ from wave_web.gridview import canonical_redirect
 from wave_web.gridview import render_grid
 
 
-@bp.get("/types/<int:type_id>/rows")
+@bp.get("/types/<int(max=2147483647):type_id>/rows")
 def type_rows(type_id: int):
     xtype = schema.get_type(type_id)
     base_url = url_for(".type_rows", type_id=type_id)

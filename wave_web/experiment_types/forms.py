@@ -56,7 +56,7 @@ class BuilderState:
             self.columns.append(ColumnDef("", "FLOAT"))
             self.focus = len(self.columns) - 1
         kind, _, index = action.partition("-")
-        if not index.isdigit() or int(index) >= len(self.columns):
+        if not (index.isascii() and index.isdigit()) or int(index) >= len(self.columns):
             return
         i = int(index)
         if kind == "remove":

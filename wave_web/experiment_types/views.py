@@ -11,6 +11,8 @@ from flask import url_for
 from wave_web import datatables
 from wave_web import schema
 from wave_web.columns import ColumnDef
+from wave_web.database import read_only
+from wave_web.database import read_only_when
 from wave_web.errors import InvalidValue
 from wave_web.errors import NameTaken
 from wave_web.errors import NotFound
@@ -22,7 +24,7 @@ from wave_web.htmx import is_htmx
 from wave_web.htmx import redirect_to
 from wave_web.models import ExperimentType
 from wave_web.models import history
-from wave_web.pages import page_arg
+from wave_web.params import page_arg
 
 
 @bp.get("/")
@@ -35,14 +37,19 @@ def index():
     )
 
 
+def _is_builder_button() -> bool:
+    """The builder's add/move/remove buttons only re-render the form: no write."""
+    return request.form.get("action", "create") != "create"
+
+
 @bp.route("/new", methods=["GET", "POST"])
+@read_only_when(_is_builder_button)
 def create():
     if request.method == "GET":
         return _builder("experiment_types/new.html", BuilderState(), check=False)
     state = BuilderState.from_form(request.form)
-    action = request.form.get("action", "create")
-    if action != "create":
-        state.apply(action)
+    if _is_builder_button():
+        state.apply(request.form["action"])
         template = (
             "experiment_types/_builder.html"
             if is_htmx()
@@ -71,6 +78,11 @@ def _builder(template: str, state: BuilderState, status: int = 200, check: bool 
     if not state.name.strip() and status != 422:
         problems.pop("name", None)
     table_name = state.table_name or state.proposed_table_name
+    if not table_name and "table_name" in problems:
+        # not "The table name “” is empty": nothing could be proposed, say what to type
+        problems.pop("table_name")
+        if state.name.strip() or status == 422:
+            problems["table_name"] = _missing_table_name(state)
     ddl = None
     if table_name and not problems:
         ddl = datatables.create_statements(
@@ -86,9 +98,22 @@ def _builder(template: str, state: BuilderState, status: int = 200, check: bool 
     return render_template(template, **context), status
 
 
+def _missing_table_name(state: BuilderState) -> schema.Problem:
+    """The table name is empty and the type name gives none (e.g. “日本語”)."""
+    message = (
+        "No table name can be made from this type name: type one here, using "
+        "lower-case letters a–z, digits and _, e.g. “my_task”."
+        if state.name.strip()
+        else "Type a table name here, or a type name above to propose one from."
+    )
+    return schema.Problem("table_name", message)
+
+
 def _problems(state: BuilderState) -> dict[str, schema.Problem]:
     """Problems by field name; empty, untouched column rows are not reported."""
-    _, _, problems = schema.check_new_type(state.name, state.table_name, state.columns)
+    _, _, problems = schema.check_new_type(
+        state.name, state.table_name, state.columns, state.description
+    )
     db.session.rollback()
     empty = {i for i, c in enumerate(state.columns) if not c.name and not c.description}
     found = {}
@@ -100,6 +125,7 @@ def _problems(state: BuilderState) -> dict[str, schema.Problem]:
 
 
 @bp.post("/new/check")
+@read_only
 def check():
     """Live checks while typing: feedback per field and a table preview (OOB swaps)."""
     return _builder(
@@ -107,30 +133,30 @@ def check():
     )
 
 
-@bp.get("/<int:type_id>")
+@bp.get("/<int(max=2147483647):type_id>")
 def show(type_id: int):
     xtype = schema.get_type(type_id)
     return _type_page(xtype)
 
 
 def _type_page(xtype: ExperimentType, status: int = 200, **extra):
-    experiments = xtype.experiments
-    counts = datatables.count_rows(xtype)
+    overview = schema.type_overview(xtype, limit=100)
     return render_template(
         "experiment_types/show.html",
         xtype=xtype,
-        experiments=experiments[:100],
-        experiment_total=len(experiments),
-        counts=counts,
-        total_rows=sum(counts.values()),
+        experiments=overview.experiments,
+        experiment_total=overview.experiment_total,
+        counts=overview.counts,
+        total_rows=overview.total_rows,
         history=history("experiment_type", xtype.id),
+        indexed=datatables.sort_indexed_columns(datatables.reflect(xtype)),
         refused=extra.get("refused"),
         errors=extra.get("errors", {}),
         form=extra.get("form", {}),
     ), status
 
 
-@bp.route("/<int:type_id>/edit", methods=["GET", "POST"])
+@bp.route("/<int(max=2147483647):type_id>/edit", methods=["GET", "POST"])
 def edit(type_id: int):
     xtype = schema.get_type(type_id)
     form = (
@@ -147,7 +173,9 @@ def edit(type_id: int):
                 "experiment_types/edit.html",
                 xtype=xtype,
                 form=form,
-                errors={"name": exc.message},
+                errors={
+                    "description" if exc.field == "description" else "name": exc.message
+                },
             ), 422
         flash("Saved the type.", "success")
         return redirect_to(url_for(".show", type_id=xtype.id))
@@ -156,21 +184,30 @@ def edit(type_id: int):
     )
 
 
-@bp.route("/<int:type_id>/delete", methods=["GET", "POST"])
+@bp.route("/<int(max=2147483647):type_id>/delete", methods=["GET", "POST"])
 def delete(type_id: int):
     xtype = schema.get_type(type_id)
     if request.method == "POST":
         name = xtype.name
         try:
             schema.delete_type(xtype, request.form.get("confirm", ""))
+        except NotFound:
+            raise  # deleted by someone else meanwhile: the 404 page
         except WaveError as exc:
             db.session.rollback()
-            return render_template(
-                "experiment_types/delete.html", xtype=xtype, error=exc.message
-            ), exc.status if exc.status != 400 else 422
+            return _delete_page(xtype, exc.message, exc.status)
         flash(f"Deleted the type “{name}” and its table.", "success")
         return redirect_to(url_for(".index"))
-    return render_template("experiment_types/delete.html", xtype=xtype, error=None)
+    return _delete_page(xtype)
+
+
+def _delete_page(xtype: ExperimentType, error: str | None = None, status: int = 200):
+    return render_template(
+        "experiment_types/delete.html",
+        xtype=xtype,
+        experiment_count=schema.experiment_count(xtype),
+        error=error,
+    ), (422 if status == 400 else status)
 
 
 # -- schema changes: each posts one small form from the type page ----------------------
@@ -192,7 +229,7 @@ def _schema_change(xtype: ExperimentType, field: str, change, success: str):
     return redirect_to(url_for(".show", type_id=xtype.id) + "#columns")
 
 
-@bp.post("/<int:type_id>/columns")
+@bp.post("/<int(max=2147483647):type_id>/columns")
 def add_column(type_id: int):
     xtype = schema.get_type(type_id)
     f = request.form
@@ -210,7 +247,7 @@ def add_column(type_id: int):
     )
 
 
-@bp.post("/<int:type_id>/columns/<name>/rename")
+@bp.post("/<int(max=2147483647):type_id>/columns/<name>/rename")
 def rename_column(type_id: int, name: str):
     xtype = schema.get_type(type_id)
     new = request.form.get("new_name", "").strip()
@@ -222,7 +259,7 @@ def rename_column(type_id: int, name: str):
     )
 
 
-@bp.post("/<int:type_id>/columns/<name>/nullable")
+@bp.post("/<int(max=2147483647):type_id>/columns/<name>/nullable")
 def set_nullable(type_id: int, name: str):
     xtype = schema.get_type(type_id)
     value = request.form.get("nullable")
@@ -238,7 +275,7 @@ def set_nullable(type_id: int, name: str):
     )
 
 
-@bp.post("/<int:type_id>/columns/<name>/describe")
+@bp.post("/<int(max=2147483647):type_id>/columns/<name>/describe")
 def describe_column(type_id: int, name: str):
     xtype = schema.get_type(type_id)
     text = request.form.get("description", "")
@@ -250,7 +287,7 @@ def describe_column(type_id: int, name: str):
     )
 
 
-@bp.post("/<int:type_id>/columns/<name>/type")
+@bp.post("/<int(max=2147483647):type_id>/columns/<name>/type")
 def change_type(type_id: int, name: str):
     xtype = schema.get_type(type_id)
     new_type = request.form.get("type", "")
@@ -262,7 +299,18 @@ def change_type(type_id: int, name: str):
     )
 
 
-@bp.post("/<int:type_id>/columns/<name>/drop")
+@bp.post("/<int(max=2147483647):type_id>/columns/<name>/index")
+def add_index(type_id: int, name: str):
+    xtype = schema.get_type(type_id)
+    return _schema_change(
+        xtype,
+        f"index-{name}",
+        lambda: schema.add_index(xtype, name),
+        f"Added an index on “{name}”: sorting and filtering on it stay fast.",
+    )
+
+
+@bp.post("/<int(max=2147483647):type_id>/columns/<name>/drop")
 def drop_column(type_id: int, name: str):
     xtype = schema.get_type(type_id)
     confirm = request.form.get("confirm", "")

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 from flask import flash
 from flask import render_template
 from flask import request
@@ -9,6 +12,7 @@ from flask import url_for
 from werkzeug.datastructures import MultiDict
 
 from wave_web import catalog
+from wave_web import columns
 from wave_web import datatables
 from wave_web import queries
 from wave_web import schema
@@ -21,18 +25,20 @@ from wave_web.gridview import canonical_redirect
 from wave_web.gridview import render_grid
 from wave_web.htmx import redirect_to
 from wave_web.models import Experiment
-from wave_web.pages import page_arg
+from wave_web.params import page_arg
+from wave_web.params import parse_id
 
 
 def _filter_from_args() -> catalog.ExperimentFilter:
     raw_type = request.args.get("type_id", "")
-    if raw_type and not raw_type.isdigit():
+    type_id = parse_id(raw_type) if raw_type else None
+    if raw_type and type_id is None:
         raise bad_request(
             "The type filter must be a type id; pick a type from the list."
         )
     return catalog.ExperimentFilter(
         q=request.args.get("q", "").strip()[:200],
-        type_id=int(raw_type) if raw_type else None,
+        type_id=type_id,
         tag=request.args.get("tag", "").strip()[:100],
         page=page_arg(),
     )
@@ -78,22 +84,28 @@ def _field_of(exc: WaveError) -> str:
     return {"tags": "new_tags"}.get(exc.field or "", exc.field or "description")
 
 
+def _check_field(check: Callable[[], Any], errors: dict[str, str]) -> Any:
+    """Run one field's check; an InvalidValue is added to `errors`, not raised."""
+    try:
+        return check()
+    except InvalidValue as exc:
+        errors.setdefault(_field_of(exc), exc.message)
+        return None
+
+
 @bp.route("/new", methods=["GET", "POST"])
 def create():
     if request.method == "GET":
         form = MultiDict({"experiment_type_id": request.args.get("type_id", "")})
         return _render_form(None, form, {})
     form = request.form
-    errors = {}
-    raw_type = form.get("experiment_type_id", "")
-    xtype = schema.find_type(raw_type)
-    if xtype is None:
-        errors["experiment_type_id"] = "Choose the experiment type."
+    xtype = schema.find_type(form.get("experiment_type_id", ""))
     description, tags, data_text = _form_values(form)
-    try:
-        data = catalog.parse_additional_data(data_text)
-    except InvalidValue as exc:
-        errors["additional_data"] = exc.message
+    # every field is checked, so one submit reports all its problems
+    errors = {} if xtype else {"experiment_type_id": "Choose the experiment type."}
+    _check_field(lambda: catalog._clean_description(description), errors)
+    _check_field(lambda: [columns.clean_tag_name(t) for t in tags], errors)
+    data = _check_field(lambda: catalog.parse_additional_data(data_text), errors)
     if errors:
         return _render_form(None, form, errors, 422)
     try:

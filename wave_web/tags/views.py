@@ -12,8 +12,13 @@ from wave_web.errors import InvalidValue
 from wave_web.errors import NameTaken
 from wave_web.extensions import db
 from wave_web.htmx import redirect_to
-from wave_web.pages import page_arg
+from wave_web.params import page_arg
 from wave_web.tags import bp
+
+
+def _field_of(exc: InvalidValue | NameTaken) -> str:
+    """The form field an error belongs to: the description, else the name."""
+    return "description" if exc.field == "description" else "name"
 
 
 @bp.get("/")
@@ -39,13 +44,13 @@ def create():
             usage=usage,
             q="",
             form=form,
-            errors={"name": exc.message},
+            errors={_field_of(exc): exc.message},
         ), 422
     flash(f"Created the tag “{tag.name}”.", "success")
     return redirect_to(url_for(".index"))
 
 
-@bp.route("/<int:tag_id>/edit", methods=["GET", "POST"])
+@bp.route("/<int(max=2147483647):tag_id>/edit", methods=["GET", "POST"])
 def edit(tag_id: int):
     tag = catalog.get_tag(tag_id)
     usage = catalog.tag_usage().get(tag.name, 0)
@@ -65,7 +70,7 @@ def edit(tag_id: int):
             "tags/edit.html",
             tag=tag,
             form=form,
-            errors={"name": exc.message},
+            errors={_field_of(exc): exc.message},
             usage=usage,
         ), 422
     note = (
@@ -77,7 +82,7 @@ def edit(tag_id: int):
     return redirect_to(url_for(".index"))
 
 
-@bp.route("/<int:tag_id>/delete", methods=["GET", "POST"])
+@bp.route("/<int(max=2147483647):tag_id>/delete", methods=["GET", "POST"])
 def delete(tag_id: int):
     tag = catalog.get_tag(tag_id)
     if request.method == "POST":
