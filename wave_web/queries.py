@@ -444,10 +444,11 @@ def _rows_after(
     where: list,
     key: sa.Column,
     desc: bool,
+    nulls_last: bool,
     cursor: Cursor | None,
     limit: int,
 ) -> list[dict[str, Any]]:
-    """Up to `limit` rows after `cursor` in (key, id) order; NULL is the largest key.
+    """Up to `limit` rows after `cursor` in (key, id) order, NULL keys last or first.
 
     The order is split into a segment of values and one of NULLs, each read with a plain
     (key, id) row comparison that an index on (…, key, id) serves directly: the cost of
@@ -458,7 +459,7 @@ def _rows_after(
         if cursor is not None:
             where = [*where, ident < cursor.id if desc else ident > cursor.id]
         return _select(table, where, [ident.desc() if desc else ident.asc()], limit)
-    segments = ["null", "value"] if desc else ["value", "null"]
+    segments = ["value", "null"] if nulls_last else ["null", "value"]
     if cursor is not None:
         segments = segments[
             segments.index("null" if cursor.value is None else "value") :
@@ -498,6 +499,7 @@ def page_rows(
         _where(table, q, experiment_uuid),
         table.c[q.sort],
         q.desc != backwards,  # backwards = the reverse order, read forwards
+        not backwards,  # empty values come last in both directions, as in a spreadsheet
         cursor,
         q.size + 1,
     )
