@@ -79,6 +79,8 @@ def test_filter_sort_and_inline_edit_keep_the_view_in_the_address(page, stroop):
     row = page.locator("#grid tbody tr").first
     row.get_by_role("link", name="Edit row").click()
     editing = page.locator("#grid tbody tr[data-editing]")
+    # focus moves in once htmx has settled the row: its form is live from then on
+    expect(editing.get_by_label("participant_id")).to_be_focused()
     editing.get_by_label("rt", exact=True).fill("0.99")
     editing.get_by_label("rt", exact=True).press("Enter")
     expect(page.locator("#row-status")).to_contain_text("Saved row")
