@@ -146,6 +146,16 @@ def app(database_url, tmp_path):
 
 
 @pytest.fixture
+def csrf_app(database_url, tmp_path):
+    """An app with CSRF protection on, as in production."""
+    app = make_app(database_url, tmp_path, WTF_CSRF_ENABLED=True)
+    yield app
+    with app.app_context():
+        _db.session.remove()
+        _db.engine.dispose()
+
+
+@pytest.fixture
 def db(app):
     """The app's database session inside an application context."""
     with app.app_context():

@@ -4,21 +4,10 @@ from __future__ import annotations
 
 import pytest
 import sqlalchemy as sa
-from tests.conftest import make_app
 from tests.htmlparse import parse
 from wave_web.errors import CSRF_MESSAGE
 from wave_web.extensions import db as _db
 from wave_web.models import Tag
-
-
-@pytest.fixture
-def csrf_app(database_url, tmp_path):
-    """An app with CSRF protection on, as in production."""
-    app = make_app(database_url, tmp_path, WTF_CSRF_ENABLED=True)
-    yield app
-    with app.app_context():
-        _db.session.remove()
-        _db.engine.dispose()
 
 
 def _tag_count(app) -> int:

@@ -9,7 +9,6 @@ from urllib.parse import urlencode
 
 import pytest
 import sqlalchemy as sa
-from tests.conftest import make_app
 from tests.factories import make_experiment
 from tests.factories import make_rows
 from tests.factories import make_type
@@ -612,15 +611,6 @@ def test_html_in_values_is_escaped(client, db, rows):
         body = client.get(url, headers=headers).get_data(as_text=True)
         assert "<script>alert" not in body, url
         assert "&lt;script&gt;" in body, url
-
-
-@pytest.fixture
-def csrf_app(database_url, tmp_path):
-    app = make_app(database_url, tmp_path, WTF_CSRF_ENABLED=True)
-    yield app
-    with app.app_context():
-        _db.session.remove()
-        _db.engine.dispose()
 
 
 def test_row_posts_need_the_csrf_token(csrf_app):
