@@ -248,7 +248,7 @@ def load_sqlite(xtype, experiment_uuid: uuid.UUID, path: Path) -> None:
     order = [compiled.binds[k].key for k in compiled.positiontup]
     procs = {n: table.c[n].type.bind_processor(dialect) for n in names}
     parsers = [columns.COLUMN_TYPES[c.type].parse for c in BENCH_COLUMNS]
-    now = datatables._naive_utcnow()
+    now = datatables.naive_utcnow()
     fixed = {"experiment_uuid": experiment_uuid, "created_at": now, "updated_at": now}
     fixed = {n: procs[n](v) if procs[n] else v for n, v in fixed.items()}
     cursor = db.session.connection().connection.cursor()  # inside the session's BEGIN

@@ -40,7 +40,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-def _naive_utcnow() -> dt.datetime:
+def naive_utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC).replace(tzinfo=None)
 
 
@@ -61,13 +61,13 @@ def standard_columns() -> list[sa.Column]:
         sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
         sa.Column("experiment_uuid", sa.Uuid, nullable=False),
         sa.Column("participant_id", columns.text_type(100), nullable=False),
-        sa.Column("created_at", sa.DateTime, nullable=False, default=_naive_utcnow),
+        sa.Column("created_at", sa.DateTime, nullable=False, default=naive_utcnow),
         sa.Column(
             "updated_at",
             sa.DateTime,
             nullable=False,
-            default=_naive_utcnow,
-            onupdate=_naive_utcnow,
+            default=naive_utcnow,
+            onupdate=naive_utcnow,
         ),
     ]
 
@@ -209,7 +209,7 @@ def insert_rows(
     if not rows:
         return 0
     table = reflect(xtype)
-    now = _naive_utcnow()
+    now = naive_utcnow()
     payload = [
         {
             **row,
@@ -321,7 +321,7 @@ def _editable(xtype: Any) -> list[tuple[str, ColumnDef | None]]:
     return [("participant_id", None), *((c.name, c) for c in xtype.columns)]
 
 
-def _parse_participant(text: str) -> str:
+def parse_participant_id(text: str) -> str:
     if not text.strip():
         raise ValueError("participant_id is required: give the participant's id.")
     if "\x00" in text:
@@ -340,7 +340,7 @@ def _parse_field(name: str, col: ColumnDef | None, text: Any) -> Any:
     if not isinstance(text, str):
         raise ValueError(f"{name}: expected the value as text.")
     if col is None:
-        return _parse_participant(text)
+        return parse_participant_id(text)
     try:
         value = columns.parse_value(col.type, text)
     except ValueError as exc:
@@ -444,7 +444,7 @@ def _valid_ids(ids: Iterable[int]) -> list[int]:
     return wanted
 
 
-def _require_experiment(xtype: Any, experiment_uuid: uuid.UUID) -> None:
+def require_experiment(xtype: Any, experiment_uuid: uuid.UUID) -> None:
     stmt = sa.select(Experiment.experiment_type_id).where(
         Experiment.uuid == experiment_uuid
     )
@@ -457,9 +457,9 @@ def insert_row(
 ) -> dict[str, Any]:
     """Add one row (values from parse_row) to an experiment; returns the stored row."""
     _check_values(xtype, values, new=True)
-    _require_experiment(xtype, experiment_uuid)
+    require_experiment(xtype, experiment_uuid)
     table = reflect(xtype)
-    now = _naive_utcnow()
+    now = naive_utcnow()
     row = {
         **values,
         "experiment_uuid": experiment_uuid,
@@ -521,7 +521,7 @@ def update_row(
         raise StaleRow(current)
     table = reflect(xtype)
     # Strictly later than the version it replaces, even within one clock tick.
-    now = max(_naive_utcnow(), expected + dt.timedelta(microseconds=1))
+    now = max(naive_utcnow(), expected + dt.timedelta(microseconds=1))
     stmt = (
         sa.update(table)
         .where(
