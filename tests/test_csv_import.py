@@ -1,4 +1,4 @@
-"""The import pipeline (wave_web.csv_io.importing) without the web layer, both databases."""
+"""The import pipeline (csv_io.importing) without the web layer, on both databases."""
 
 from __future__ import annotations
 
@@ -6,7 +6,6 @@ import datetime as dt
 
 import pytest
 import sqlalchemy as sa
-
 from tests.factories import make_experiment
 from tests.factories import make_rows
 from tests.factories import make_type
@@ -74,8 +73,7 @@ def run_import(xtype, experiment, path, **options):
 def test_valid_file_is_stored_with_canonical_values(tmp_path, xtype, experiment):
     path = write(
         tmp_path,
-        HEADER
-        + 'P1,42,0.25,"a, b","line 1\nline 2",yes,2024-03-04T14:30:00+02:00,'
+        HEADER + 'P1,42,0.25,"a, b","line 1\nline 2",yes,2024-03-04T14:30:00+02:00,'
         '"{""k"": [1, 2]}"\r\n'
         + "P2,,,,,,,\r\n"
         + 'P3,-7,1e-05,tab\there,back\\slash,F,2024-03-04,"""x"""\r\n',
@@ -218,7 +216,7 @@ def test_unnamed_trailing_column_must_stay_empty(tmp_path, xtype, experiment):
     ("data", "expected"),
     [
         ("\ufeffparticipant_id,n\r\nP1,1\r\n".encode(), "utf-8-sig"),
-        ("participant_id;n\nP1;1\n".encode(), "utf-8"),
+        (b"participant_id;n\nP1;1\n", "utf-8"),
         ("participant_id\tn\nP1\t1\n".encode("utf-16"), "utf-16"),
     ],
 )
@@ -262,7 +260,9 @@ def test_empty_or_header_only_files_are_refused(tmp_path, xtype, experiment, dat
 
 
 def test_large_file_crosses_chunks_and_counts_exactly(tmp_path, xtype, experiment):
-    lines = "".join(f"P{i % 7},{i},{i / 4},s{i},,{i % 2},,[{i}]\n" for i in range(12_345))
+    lines = "".join(
+        f"P{i % 7},{i},{i / 4},s{i},,{i % 2},,[{i}]\n" for i in range(12_345)
+    )
     report = run_import(xtype, experiment, write(tmp_path, HEADER + lines))
     assert report.written == 12_345
     rows = stored(xtype, experiment)
@@ -330,3 +330,29 @@ def test_offending_rows_file_holds_bad_rows_with_an_error_column(tmp_path, xtype
     assert rows[1][:2] == ["P2", "x"]
     assert "n: expected a whole number" in rows[1][2]
     assert len(rows) == 2
+
+
+def test_imported_rows_are_stored_exactly_like_rows_added_in_the_grid(
+    tmp_path, xtype, experiment
+):
+    """Same bytes in the database (SQLite keeps datetimes, JSON, booleans as text)."""
+    values = {
+        "participant_id": "P1",
+        "n": 5,
+        "x": 0.1,
+        "s": "s",
+        "t": "t",
+        "b": True,
+        "at": dt.datetime(2024, 3, 4, 12, 30),
+        "j": {"a": [1, "ü"]},
+    }
+    make_rows(xtype, experiment, [values])
+    path = write(
+        tmp_path, HEADER + 'P1,5,0.1,s,t,true,2024-03-04T12:30:00,"{""a"":[1,""ü""]}"\n'
+    )
+    run_import(xtype, experiment, path)
+    table = datatables.reflect(xtype)
+    raw = [sa.cast(table.c[n], sa.Text) for n in values]
+    stmt = sa.select(*raw).where(table.c.experiment_uuid == experiment.uuid)
+    first, second = _db.session.execute(stmt.order_by(table.c.id)).all()
+    assert first == second

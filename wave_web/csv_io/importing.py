@@ -15,9 +15,11 @@ then ImportRefused makes the caller roll back.
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import itertools
-import operator
+import queue
+import threading
 import uuid
 from collections import Counter
 from collections.abc import Callable
@@ -33,6 +35,7 @@ import sqlalchemy as sa
 from wave_web import columns
 from wave_web import datatables
 from wave_web.columns import ColumnDef
+from wave_web.csv_io import fastpath
 from wave_web.csv_io.reading import CsvFormat
 from wave_web.csv_io.reading import FileRefused
 from wave_web.csv_io.reading import records
@@ -46,6 +49,8 @@ CHUNK_ROWS = 5_000  # rows per COPY chunk / executemany / progress report
 MISSING_TOKENS = ("NA", "N/A", "None", "null", "NULL", "NaN", "nan")
 SET_BY_APP = ("experiment_uuid", "created_at", "updated_at")
 MODES = ("insert", "update")
+# Convert the next chunk in a thread while SQLite writes the last one (bench/ compares).
+OVERLAP_SQLITE_WRITES = True
 
 Progress = Callable[[int], None]  # rows done so far; may raise to stop the import
 
@@ -422,7 +427,7 @@ def _sink_converter(
         fmt = _copy_text if col is None else _COPY_FORMATS[col.type]
         return _compose(convert, fmt, "\\N")
     if sink == "sqlite":
-        return _compose(convert, table.c[name].type.bind_processor(dialect), None)
+        return _compose(convert, _bind_processor(table.c[name], dialect), None)
     return convert
 
 
@@ -433,10 +438,44 @@ def _sink_converter(
 
 @dataclass
 class _Plan:
-    positions: list[int]  # file positions that are read, in output order
+    """How each file column read is converted, in output order."""
+
+    positions: list[int]  # file positions that are read
     names: list[str | None]  # target per position (None: an unnamed, empty column)
-    converters: list[Callable[[str], Any]]
+    converters: list[Callable[[str], Any]]  # cell by cell, with messages
+    fast: list[fastpath.ColumnConverter] | None  # whole columns, or None
     width: int
+
+    @property
+    def written(self) -> list[int]:
+        """Indexes (into positions) of the columns that are written."""
+        return [i for i, n in enumerate(self.names) if n is not None]
+
+
+def _bind_processor(column: sa.Column, dialect: sa.Dialect) -> Callable | None:
+    """What SQLAlchemy applies to a value of `column` before the driver sees it.
+
+    The dialect's implementation of the type, not the generic type: SQLite stores
+    datetimes as SQLAlchemy's own text format, which the generic type does not know.
+    """
+    return column.type.dialect_impl(dialect).bind_processor(dialect)
+
+
+def _fast_converter(
+    name: str | None,
+    col: ColumnDef | None,
+    sink: str,
+    table: sa.Table | None,
+    dialect: sa.Dialect | None,
+) -> fastpath.ColumnConverter | None:
+    if name is None or name == "id":
+        return None
+    if col is None:
+        return fastpath.participant_ids(sink)
+    processor = None
+    if sink == "sqlite":
+        processor = _bind_processor(table.c[name], dialect)
+    return fastpath.column_converter(col.type, col.nullable, sink, processor)
 
 
 def _make_plan(
@@ -448,91 +487,115 @@ def _make_plan(
     dialect: sa.Dialect | None = None,
 ) -> _Plan:
     targets = _targets(xtype, options.mode)
-    positions, names, converters = [], [], []
+    positions, names, converters, fast = [], [], [], []
     for cell in report.header:
-        if cell.target is None and cell.note.startswith("no name"):
-            # Unnamed columns are checked to be empty but never written.
-            name = None
-        elif cell.target is None:
+        if cell.target is None and not cell.note.startswith("no name"):
             continue
-        else:
-            name = cell.target
+        # Unnamed columns (target None) are checked to be empty but never written.
+        name, col = cell.target, targets.get(cell.target or "")
         positions.append(cell.position)
         names.append(name)
         if name is None or sink == "python":
-            converters.append(
-                _python_converter(name, targets.get(name or ""), options.missing)
-            )
+            converters.append(_python_converter(name, col, options.missing))
         else:
             converters.append(
-                _sink_converter(
-                    sink, name, targets[name], table, dialect, options.missing
-                )
+                _sink_converter(sink, name, col, table, dialect, options.missing)
             )
-    return _Plan(positions, names, converters, len(report.header))
+        fast.append(_fast_converter(name, col, sink, table, dialect))
+    usable = not options.missing and all(f is not None for f in fast)
+    return _Plan(
+        positions, names, converters, fast if usable else None, len(report.header)
+    )
 
 
 def _check_row(
     plan: _Plan, row: int, line: int, cells: list[str], report: Report
-) -> list[str] | None:
-    """The row's messages (for the offending-rows file); problems go to `report`."""
-    messages = []
+) -> tuple[list[Any] | None, list[str]]:
+    """(converted values or None, messages); problems also go to `report`."""
     if len(cells) != plan.width:
         extra = cells[plan.width :]
         if len(cells) < plan.width or any(c.strip() for c in extra):
             rule = f"has {len(cells)} cells but the header has {plan.width}"
             report.add(Problem(row, line, None, None, rule))
-            return [rule]
+            return None, [rule]
+    values, messages = [], []
     for position, name, convert in zip(
         plan.positions, plan.names, plan.converters, strict=True
     ):
         text = cells[position]
         try:
-            convert(text)
+            values.append(convert(text))
         except ValueError as exc:
             label = name or f"column {position + 1}"
-            problem = Problem(row, line, label, show_value(text), str(exc))
-            report.add(problem)
+            report.add(Problem(row, line, label, show_value(text), str(exc)))
             messages.append(f"{label}: {exc}")
-    return messages
+    return (None if messages else values), messages
 
 
-def _convert_rows(
+def _fast_columns(plan: _Plan, chunk: list[tuple[int, list[str]]]) -> list | None:
+    """The chunk's written columns converted at C speed, or None to go cell by cell."""
+    rows = [cells for _, cells in chunk]
+    if plan.fast is None or set(map(len, rows)) != {plan.width}:
+        return None
+    by_position = list(zip(*rows, strict=True))
+    out = []
+    for i in plan.written:
+        values = plan.fast[i](list(by_position[plan.positions[i]]))
+        if values is None:
+            return None
+        out.append(values)
+    return out
+
+
+def _slow_columns(
+    plan: _Plan, chunk: list[tuple[int, list[str]]], first_row: int, report: Report
+) -> list | None:
+    """The chunk converted cell by cell; None when it has problems (in `report`)."""
+    converted = []
+    for number, (line, cells) in enumerate(chunk, start=first_row):
+        values, messages = _check_row(plan, number, line, cells, report)
+        if messages:
+            report.bad_rows += 1
+        elif report.ok:
+            converted.append(values)
+    if not report.ok:
+        return None
+    return [[row[i] for row in converted] for i in plan.written]
+
+
+@dataclass
+class _Batch:
+    """Converted rows of one chunk, as columns (written columns of the plan)."""
+
+    first_row: int
+    lines: list[int]
+    columns: list[list[Any]]
+
+    def __len__(self) -> int:
+        return len(self.lines)
+
+
+def _batches(
     rows: Iterator[tuple[int, list[str]]],
     plan: _Plan,
     report: Report,
     progress: Progress | None,
-    on_bad: Callable[[list[str], list[str]], None] | None = None,
-) -> Iterator[list[Any]]:
-    """Converted rows (positions in plan order) while the file has no problem.
+) -> Iterator[_Batch]:
+    """Converted chunks while the file has no problem.
 
     After the first problem nothing more is yielded, but every row is still checked,
     so the report is complete.
     """
-    positions, converters, width = plan.positions, plan.converters, plan.width
-    pairs = list(zip(positions, converters, strict=True))
-    identity = positions == list(range(width))
-    for number, (line, cells) in enumerate(rows, start=1):
-        report.rows = number
-        if progress is not None and number % CHUNK_ROWS == 0:
-            progress(number)
-        try:
-            if len(cells) != width:
-                raise ValueError
-            if identity:
-                values = [c(t) for c, t in zip(converters, cells)]  # noqa: B905
-            else:
-                values = [c(cells[p]) for p, c in pairs]
-        except (ValueError, IndexError):
-            messages = _check_row(plan, number, line, cells, report)
-            if messages:
-                report.bad_rows += 1
-                if on_bad is not None:
-                    on_bad(cells, messages)
-                continue
-            values = [c(cells[p]) for p, c in pairs]
-        if report.ok:
-            yield values
+    while chunk := list(itertools.islice(rows, CHUNK_ROWS)):
+        first_row = report.rows + 1
+        report.rows += len(chunk)
+        cols = _fast_columns(plan, chunk)
+        if cols is None:
+            cols = _slow_columns(plan, chunk, first_row, report)
+        if report.ok and cols is not None:
+            yield _Batch(first_row, [line for line, _ in chunk], cols)
+        if progress is not None:
+            progress(report.rows)
 
 
 def _start(
@@ -551,14 +614,11 @@ def _start(
     return report, rows
 
 
-def _finish(report: Report) -> Report:
+def _no_rows(report: Report) -> None:
     if report.rows == 0 and report.ok:
         report.add(
             Problem(None, None, None, None, "The file has a header but no rows.")
         )
-    if not report.ok:
-        raise ImportRefused(report)
-    return report
 
 
 def check_file(
@@ -571,25 +631,22 @@ def check_file(
     """
     report, rows = _start(xtype, path, options)
     plan = _make_plan(report, xtype, options, "python")
-    names = plan.names
+    names = [plan.names[i] for i in plan.written]
     targets = _targets(xtype, options.mode)
-    for values in _convert_rows(rows, plan, report, progress):
+    for batch in _batches(rows, plan, report, progress):
         if len(report.preview) < PREVIEW_ROWS:
-            report.preview.append(_preview_row(names, values, targets))
-    if report.rows == 0 and report.ok:
-        report.add(
-            Problem(None, None, None, None, "The file has a header but no rows.")
-        )
+            for values in itertools.islice(zip(*batch.columns, strict=True), 20):
+                if len(report.preview) < PREVIEW_ROWS:
+                    report.preview.append(_preview_row(names, values, targets))
+    _no_rows(report)
     return report
 
 
 def _preview_row(
-    names: list[str | None], values: list[Any], targets: Mapping[str, Any]
+    names: list[str], values: Iterable[Any], targets: Mapping[str, Any]
 ) -> dict[str, str]:
     row = {}
     for name, value in zip(names, values, strict=True):
-        if name is None:
-            continue
         col = targets[name]
         row[name] = str(value) if col is None else columns.format_value(col.type, value)
     return row
@@ -606,7 +663,7 @@ def offending_rows(xtype: Any, path: str, options: ImportOptions) -> Iterator[li
         return
     plan = _make_plan(report, xtype, options, "python")
     for number, (line, cells) in enumerate(rows, start=1):
-        messages = _check_row(plan, number, line, cells, report)
+        _, messages = _check_row(plan, number, line, cells, report)
         if messages:
             yield [*cells, "; ".join(messages)]
 
@@ -631,36 +688,93 @@ def import_file(
     datatables.require_experiment(xtype, experiment_uuid)
     report, rows = _start(xtype, path, options)
     if not report.ok:
-        for _ in rows:  # count the rows for the report; cells are not checked
-            report.rows += 1
+        report.rows = sum(1 for _ in rows)  # for the report; cells are not checked
         raise ImportRefused(report)
     table = datatables.reflect(xtype)
     conn = db.session.connection()
-    dialect = conn.dialect
     if options.mode == "update":
-        _update(xtype, table, experiment_uuid, rows, report, options, progress)
-    elif dialect.name == "postgresql":
-        plan = _make_plan(report, xtype, options, "copy", table, dialect)
-        _copy_in(conn, table, plan, experiment_uuid, rows, report, progress)
+        plan = _make_plan(report, xtype, options, "python")
+        batches = _batches(rows, plan, report, progress)
+        _update(table, experiment_uuid, plan, batches, report)
+    elif conn.dialect.name == "postgresql":
+        plan = _make_plan(report, xtype, options, "copy", table, conn.dialect)
+        batches = _batches(rows, plan, report, progress)
+        _copy_in(conn, table, plan, experiment_uuid, batches, report)
     else:
-        plan = _make_plan(report, xtype, options, "sqlite", table, dialect)
-        _insert_many(conn, table, plan, experiment_uuid, rows, report, progress)
-    _finish(report)
+        plan = _make_plan(report, xtype, options, "sqlite", table, conn.dialect)
+        if OVERLAP_SQLITE_WRITES:
+            batches = _prefetched(
+                lambda relay: _batches(rows, plan, report, relay), progress
+            )
+        else:
+            batches = _batches(rows, plan, report, progress)
+        _insert_many(conn, table, plan, experiment_uuid, batches, report)
+    _no_rows(report)
+    if not report.ok:
+        report.written = 0
+        raise ImportRefused(report)
     if options.mode == "insert":
         datatables.adjust_row_count(experiment_uuid, report.written)
     return report
 
 
+class _Stopped(Exception):
+    """The consumer of prefetched batches has gone."""
+
+
+def _prefetched(
+    make: Callable[[Progress], Iterator[_Batch]], progress: Progress | None
+) -> Iterator[_Batch]:
+    """Batches converted in a thread while this one writes the previous batch.
+
+    sqlite3 releases the GIL while SQLite works, so converting and writing overlap.
+    Progress is reported from this (the caller's) thread, so the callback may use
+    the app context; an exception on either side stops both.
+    """
+    channel: queue.Queue = queue.Queue(maxsize=4)
+    gone = threading.Event()
+
+    def relay(rows: int) -> None:
+        if gone.is_set():
+            raise _Stopped
+        channel.put(("progress", rows))
+
+    def produce() -> None:
+        try:
+            for batch in make(relay):
+                if gone.is_set():
+                    return
+                channel.put(("batch", batch))
+            channel.put(("done", None))
+        except _Stopped:
+            pass
+        except BaseException as exc:  # handed to the caller's thread and raised there
+            channel.put(("error", exc))
+
+    worker = threading.Thread(target=produce, name="csv-import", daemon=True)
+    worker.start()
+    try:
+        while True:
+            kind, item = channel.get()
+            if kind == "batch":
+                yield item
+            elif kind == "progress":
+                if progress is not None:
+                    progress(item)
+            elif kind == "error":
+                raise item
+            else:
+                return
+    finally:
+        gone.set()
+        while worker.is_alive():
+            with contextlib.suppress(queue.Empty):
+                channel.get(timeout=0.05)
+        worker.join()
+
+
 def _written_names(plan: _Plan) -> list[str]:
-    return [n for n in plan.names if n is not None]
-
-
-def _keep(plan: _Plan) -> Callable[[list[Any]], list[Any]]:
-    """Drop the values of unnamed (always empty) columns."""
-    if all(n is not None for n in plan.names):
-        return lambda values: values
-    keep = [i for i, n in enumerate(plan.names) if n is not None]
-    return lambda values: [values[i] for i in keep]
+    return [plan.names[i] for i in plan.written]
 
 
 def _copy_in(
@@ -668,21 +782,19 @@ def _copy_in(
     table: sa.Table,
     plan: _Plan,
     experiment_uuid: uuid.UUID,
-    rows: Iterator[tuple[int, list[str]]],
+    batches: Iterator[_Batch],
     report: Report,
-    progress: Progress | None,
 ) -> None:
     """Stream converted rows into COPY … FROM STDIN (text format)."""
     names = [*_written_names(plan), *SET_BY_APP]
     now = datatables.naive_utcnow().isoformat()
     suffix = f"\t{experiment_uuid}\t{now}\t{now}\n"
-    keep = _keep(plan)
-    converted = _convert_rows(rows, plan, report, progress)
 
     def chunks() -> Iterator[str]:
-        while batch := list(itertools.islice(converted, CHUNK_ROWS)):
+        for batch in batches:
             report.written += len(batch)
-            yield "".join("\t".join(keep(values)) + suffix for values in batch)
+            lines = map("\t".join, zip(*batch.columns, strict=True))
+            yield suffix.join(lines) + suffix
 
     source = _ChunkReader(chunks())
     cursor = conn.connection.dbapi_connection.cursor()
@@ -695,8 +807,6 @@ def _copy_in(
         raise
     finally:
         cursor.close()
-    if not report.ok:
-        report.written = 0
 
 
 def _copy_statement(dialect: sa.Dialect, table: sa.Table, names: list[str]) -> str:
@@ -729,50 +839,40 @@ def _insert_many(
     table: sa.Table,
     plan: _Plan,
     experiment_uuid: uuid.UUID,
-    rows: Iterator[tuple[int, list[str]]],
+    batches: Iterator[_Batch],
     report: Report,
-    progress: Progress | None,
 ) -> None:
     """Batched executemany of converted rows (SQLite)."""
     names = [*_written_names(plan), *SET_BY_APP]
     compiled = table.insert().compile(dialect=conn.dialect, column_keys=names)
-    # The statement lists columns in table order; `order` puts each row in it.
-    order = operator.itemgetter(*(names.index(n) for n in compiled.positiontup))
-    extra = [table.c[n].type.bind_processor(conn.dialect) for n in SET_BY_APP]
+    processors = [_bind_processor(table.c[n], conn.dialect) for n in SET_BY_APP]
     now = datatables.naive_utcnow()
-    constants = tuple(
+    constants = [
         p(v) if p else v
-        for p, v in zip(extra, (experiment_uuid, now, now), strict=True)
-    )
-    keep = _keep(plan)
-    converted = _convert_rows(rows, plan, report, progress)
+        for p, v in zip(processors, (experiment_uuid, now, now), strict=True)
+    ]
+    # The statement lists columns in table order; `order` says where each one is.
+    order = [names.index(n) for n in compiled.positiontup]
     cursor = conn.connection.dbapi_connection.cursor()
     try:
-        while batch := list(itertools.islice(converted, CHUNK_ROWS)):
-            cursor.executemany(
-                compiled.string, [order((*keep(v), *constants)) for v in batch]
-            )
+        for batch in batches:
+            cols = [*batch.columns, *(itertools.repeat(c) for c in constants)]
+            rows = zip(*(cols[i] for i in order), strict=False)  # repeat() is endless
+            cursor.executemany(compiled.string, rows)
             report.written += len(batch)
     finally:
         cursor.close()
-    if not report.ok:
-        report.written = 0
 
 
 def _update(
-    xtype: Any,
     table: sa.Table,
     experiment_uuid: uuid.UUID,
-    rows: Iterator[tuple[int, list[str]]],
+    plan: _Plan,
+    batches: Iterator[_Batch],
     report: Report,
-    options: ImportOptions,
-    progress: Progress | None,
 ) -> None:
     """Update rows of this experiment by id, in batches; unknown ids are problems."""
-    plan = _make_plan(report, xtype, options, "python")
     names = _written_names(plan)
-    keep = _keep(plan)
-    id_at = names.index("id")
     changed = [n for n in names if n != "id"]
     stmt = (
         sa.update(table)
@@ -781,38 +881,19 @@ def _update(
         .values({n: sa.bindparam("_" + n) for n in changed})
         .values(updated_at=sa.bindparam("_updated_at"))
     )
+    keys = ["_" + n for n in names]
     seen: set[int] = set()
-    where = {n: names.index(n) for n in changed}
     now = datatables.naive_utcnow()
-    numbered = _numbered(rows)
-    converted = _convert_rows(numbered.rows(), plan, report, progress)
-    while batch := list(itertools.islice(converted, CHUNK_ROWS)):
-        batch = [keep(v) for v in batch]
-        ids = [v[id_at] for v in batch]
-        _check_ids(table, experiment_uuid, ids, seen, numbered, report)
+    for batch in batches:
+        ids = batch.columns[names.index("id")]
+        _check_ids(table, experiment_uuid, ids, seen, batch, report)
         if report.ok:
             params = [
-                {"_id": v[id_at], "_updated_at": now}
-                | {"_" + n: v[i] for n, i in where.items()}
-                for v in batch
+                dict(zip(keys, row, strict=True)) | {"_updated_at": now}
+                for row in zip(*batch.columns, strict=True)
             ]
             db.session.execute(stmt, params)
             report.written += len(batch)
-    if not report.ok:
-        report.written = 0
-
-
-class _numbered:
-    """Remembers (row number, line) of each id, for messages about unknown ids."""
-
-    def __init__(self, rows: Iterator[tuple[int, list[str]]]) -> None:
-        self._rows = rows
-        self.lines: list[int] = []
-
-    def rows(self) -> Iterator[tuple[int, list[str]]]:
-        for line, cells in self._rows:
-            self.lines.append(line)
-            yield line, cells
 
 
 def _existing(table: sa.Table, experiment_uuid: uuid.UUID, ids: list[int]) -> set:
@@ -832,15 +913,12 @@ def _check_ids(
     experiment_uuid: uuid.UUID,
     ids: list[int],
     seen: set[int],
-    numbered: _numbered,
+    batch: _Batch,
     report: Report,
 ) -> None:
-    # Rows of this batch are the last len(ids) rows read that had no problem.
     found = _existing(table, experiment_uuid, ids)
-    first_row = report.rows - len(ids) + 1
     for offset, row_id in enumerate(ids):
-        row = first_row + offset
-        line = numbered.lines[row - 1] if row - 1 < len(numbered.lines) else None
+        row, line = batch.first_row + offset, batch.lines[offset]
         if row_id in seen:
             report.add(
                 Problem(row, line, "id", str(row_id), "appears twice in the file")

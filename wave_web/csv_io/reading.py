@@ -163,7 +163,7 @@ def records(path: str, fmt: CsvFormat) -> Iterator[tuple[int, list[str]]]:
                     _quoting_message(line, reader.line_num, str(exc)), line
                 ) from None
             start, line = line, reader.line_num + 1
-            if cells and any(cells):
+            if cells and (cells[0] or any(cells)):
                 yield start, cells
 
 
