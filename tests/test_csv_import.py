@@ -356,3 +356,21 @@ def test_imported_rows_are_stored_exactly_like_rows_added_in_the_grid(
     stmt = sa.select(*raw).where(table.c.experiment_uuid == experiment.uuid)
     first, second = _db.session.execute(stmt.order_by(table.c.id)).all()
     assert first == second
+
+
+def test_writing_takes_the_sqlite_write_lock_at_begin(app, dialect):
+    """A background job's transaction cannot be overtaken between its read and write."""
+    from wave_web.database import writing
+
+    if dialect != "sqlite":
+        pytest.skip("SQLite only: PostgreSQL has row locks")
+    with app.app_context():
+        with writing():
+            _db.session.execute(sa.text("SELECT 1"))
+            other = sa.create_engine(app.config["SQLALCHEMY_DATABASE_URI"])
+            with other.connect() as conn:
+                conn.exec_driver_sql("PRAGMA busy_timeout=0")
+                with pytest.raises(sa.exc.OperationalError, match="locked"):
+                    conn.exec_driver_sql("BEGIN IMMEDIATE")
+            other.dispose()
+        _db.session.rollback()

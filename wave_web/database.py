@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import threading
 from collections.abc import Callable
+from collections.abc import Iterator
 from typing import Any
 from typing import TypeVar
 
@@ -70,6 +73,24 @@ def read_only_when(is_read_only: Callable[[], bool]) -> Callable[[V], V]:
     return mark
 
 
+_writing = threading.local()
+
+
+@contextlib.contextmanager
+def writing() -> Iterator[None]:
+    """Transactions begun inside take SQLite's write lock at BEGIN (background jobs).
+
+    Outside requests nothing says a transaction will write; a deferred one that reads,
+    then writes after another writer committed, fails at once on SQLite.
+    """
+    before = getattr(_writing, "on", False)
+    _writing.on = True
+    try:
+        yield
+    finally:
+        _writing.on = before
+
+
 def _is_write_request() -> bool:
     """A POST/PUT/PATCH/DELETE request: take SQLite's write lock up front.
 
@@ -78,6 +99,8 @@ def _is_write_request() -> bool:
     (busy_timeout) instead, so racing requests are serialised, not refused. Views
     marked read_only (live checks on every keystroke) do not queue behind writers.
     """
+    if getattr(_writing, "on", False):
+        return True
     if not has_request_context() or request.method in ("GET", "HEAD", "OPTIONS"):
         return False
     view = current_app.view_functions.get(request.endpoint or "")

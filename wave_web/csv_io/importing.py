@@ -34,12 +34,14 @@ import sqlalchemy as sa
 
 from wave_web import columns
 from wave_web import datatables
+from wave_web import models
 from wave_web.columns import ColumnDef
 from wave_web.csv_io import fastpath
 from wave_web.csv_io.reading import CsvFormat
 from wave_web.csv_io.reading import FileRefused
 from wave_web.csv_io.reading import records
 from wave_web.csv_io.reading import sniff
+from wave_web.errors import NotFound
 from wave_web.errors import WaveError
 from wave_web.extensions import db
 
@@ -685,6 +687,11 @@ def import_file(
     The caller commits. On any problem ImportRefused is raised after the whole file
     was checked; the caller must roll back (nothing it wrote may be kept).
     """
+    # Schema changes lock the type's row FOR UPDATE: they wait until this commits,
+    # and a change that committed just before is seen by the refresh.
+    if not models.lock_type(xtype.id, shared=True):
+        raise NotFound("The experiment type was deleted.")
+    db.session.refresh(xtype)
     datatables.require_experiment(xtype, experiment_uuid)
     report, rows = _start(xtype, path, options)
     if not report.ok:
