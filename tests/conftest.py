@@ -8,6 +8,7 @@ tricks, because our code runs DDL.
 from __future__ import annotations
 
 import os
+import time
 import uuid
 from urllib.parse import quote
 
@@ -20,6 +21,7 @@ from flask.testing import FlaskClient
 from wave_web import create_app
 from wave_web.config import normalise_database_url
 from wave_web.extensions import db as _db
+from werkzeug.security import generate_password_hash
 
 PG_URL = os.environ.get("WAVE_TEST_DATABASE_URL")
 BACKENDS = [
@@ -99,6 +101,44 @@ def pytest_generate_tests(metafunc):
         metafunc.parametrize("database_url", BACKENDS, indirect=True)
 
 
+# One scrypt hash for every test user: hashing per test would cost seconds in total.
+TEST_PASSWORD = "test password 1234"
+TEST_PASSWORD_HASH = generate_password_hash(TEST_PASSWORD)
+
+
+def make_test_user(app, role: str = "admin") -> tuple[int, str]:
+    """(id, session token) of a signed-in test user with `role`, made on first use."""
+    from wave_web import accounts
+    from wave_web.models import User
+
+    known = app.extensions.setdefault("wave_test_users", {})
+    if role not in known:
+        with app.app_context():
+            user = User(
+                email=f"{role}@example.org", password_hash=TEST_PASSWORD_HASH, role=role
+            )
+            _db.session.add(user)
+            _db.session.flush()
+            token = accounts.start_session(user, "127.0.0.1", "pytest")
+            _db.session.commit()
+            known[role] = (user.id, token)
+    return known[role]
+
+
+def session_for(app, role: str) -> dict:
+    """The cookie session of a signed-in `role` user (Flask-Login + wave_web keys)."""
+    from wave_web.access import SEEN_KEY
+    from wave_web.access import SESSION_KEY
+
+    user_id, token = make_test_user(app, role)
+    return {
+        "_user_id": str(user_id),
+        "_fresh": True,
+        SESSION_KEY: token,
+        SEEN_KEY: int(time.time()),
+    }
+
+
 class RequestIsolatedClient(FlaskClient):
     """Each request runs in a transaction of its own, as in production.
 
@@ -106,7 +146,16 @@ class RequestIsolatedClient(FlaskClient):
     test, and requests reuse it: without this, a request would continue the test's
     transaction (an old SQLite snapshot) and leave its own open, e.g. holding SQLite's
     write lock (BEGIN IMMEDIATE on POST) while the test inspects the database.
+
+    The client is signed in as an admin unless made with `user=None` (signed out) or
+    another role: `app.test_client(user="viewer")`.
     """
+
+    def __init__(self, *args, user: str | None = "admin", **kwargs):
+        super().__init__(*args, **kwargs)
+        if user is not None:
+            with self.session_transaction() as session:
+                session.update(session_for(self.application, user))
 
     def open(self, *args, **kwargs):
         self._end_shared_transaction()

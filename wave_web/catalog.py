@@ -194,7 +194,12 @@ def update_experiment(
 
 
 def delete_experiment(experiment: Experiment) -> int:
-    """Delete an experiment and its rows in one transaction; returns rows deleted."""
+    """Delete an experiment and its rows in one transaction; returns rows deleted.
+
+    The row lock waits for imports into it (they hold KEY SHARE until they commit), so
+    no imported row can outlive its experiment.
+    """
+    _lock_experiment(experiment)
     rows = datatables.delete_experiment_rows(
         experiment.experiment_type, experiment.uuid
     )

@@ -1,13 +1,17 @@
-"""flask commands: `init-db` and `demo`. Thin: they call the domain modules."""
+"""flask commands: init-db, demo, keys create, users create. Thin: domain calls."""
 
 from __future__ import annotations
 
 import click
 from flask import Flask
 
+from wave_web import accounts
 from wave_web import database
 from wave_web import demo
 from wave_web.errors import WaveError
+from wave_web.extensions import db
+from wave_web.models import API_ROLES
+from wave_web.models import ROLES
 
 
 def init_app(app: Flask) -> None:
@@ -33,3 +37,46 @@ def init_app(app: Flask) -> None:
                 f"{exc.message} (the demo may already be loaded; "
                 "it only fills an empty app)"
             ) from None
+
+    @app.cli.group("keys")
+    def keys() -> None:
+        """API keys for scripts and experiment software."""
+
+    @keys.command("create")
+    @click.option("--label", required=True, help="Who or what uses the key.")
+    @click.option(
+        "--role",
+        type=click.Choice(API_ROLES),
+        default="researcher",
+        show_default=True,
+        help="What the key may do (api-v1.md §2).",
+    )
+    def create_key(label: str, role: str) -> None:
+        """Create a key and print its secret (shown only this once)."""
+        try:
+            _key, secret = accounts.create_key(label, role)
+            db.session.commit()
+        except WaveError as exc:
+            db.session.rollback()
+            raise click.ClickException(exc.message) from None
+        click.echo(secret)
+
+    @app.cli.group("users")
+    def users() -> None:
+        """Accounts of people who sign in."""
+
+    @users.command("create")
+    @click.option("--email", required=True)
+    @click.option(
+        "--role", type=click.Choice(ROLES), default="researcher", show_default=True
+    )
+    @click.password_option(help="At least 12 characters (asked when not given).")
+    def create_user(email: str, role: str, password: str) -> None:
+        """Create an account that can sign in at once."""
+        try:
+            accounts.create_user(email, password, role)
+            db.session.commit()
+        except WaveError as exc:
+            db.session.rollback()
+            raise click.ClickException(exc.message) from None
+        click.echo(f"Created {role} {email}.")

@@ -7,6 +7,8 @@ import uuid
 from typing import Any
 
 import sqlalchemy as sa
+from flask import g
+from flask import has_app_context
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Mapped
 from sqlalchemy.orm import mapped_column
@@ -161,6 +163,84 @@ class Experiment(Timestamps, db.Model):
     experiment_type: Mapped[ExperimentType] = relationship(back_populates="experiments")
 
 
+ROLES = ("viewer", "researcher", "admin")  # each may do what the one before may
+API_ROLES = ("experimentee", "researcher", "admin", "test")  # api-v1.md §2
+
+
+class User(Timestamps, db.Model):
+    """A person who signs in. `role` is one of ROLES; disabled users cannot sign in."""
+
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    email: Mapped[str] = mapped_column(sa.String(254))
+    email_key: Mapped[str] = mapped_column(sa.String(NAME_KEY_LENGTH), unique=True)
+    password_hash: Mapped[str] = mapped_column(sa.String(255))
+    role: Mapped[str] = mapped_column(sa.String(16))
+    is_disabled: Mapped[bool] = mapped_column(sa.Boolean, default=False)
+    must_change_password: Mapped[bool] = mapped_column(sa.Boolean, default=False)
+    last_login_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+
+    @validates("email")
+    def _keep_email_key(self, _attribute: str, value: str) -> str:
+        self.email_key = name_key(value)
+        return value
+
+    # Flask-Login's user interface
+    @property
+    def is_active(self) -> bool:
+        return not self.is_disabled
+
+    is_authenticated = True
+    is_anonymous = False
+
+    def get_id(self) -> str:
+        return str(self.id)
+
+    def may(self, role: str) -> bool:
+        """True when the user's role includes `role` (admin ⊃ researcher ⊃ viewer)."""
+        return ROLES.index(self.role) >= ROLES.index(role)
+
+
+class UserSession(db.Model):
+    """A signed-in browser. Only the token's hash is stored; ending it logs it out."""
+
+    __tablename__ = "user_sessions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    token_hash: Mapped[str] = mapped_column(sa.String(64), unique=True)
+    user_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("users.id", ondelete="CASCADE"), index=True
+    )
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    ended_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    remote_addr: Mapped[str | None] = mapped_column(sa.String(64))
+    user_agent: Mapped[str | None] = mapped_column(sa.String(255))
+
+    user: Mapped[User] = relationship()
+
+
+class ApiKey(db.Model):
+    """A key for the JSON API: shown once, stored as a hash, revocable."""
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    label: Mapped[str] = mapped_column(sa.String(100))
+    prefix: Mapped[str] = mapped_column(sa.String(16), unique=True)
+    key_hash: Mapped[str] = mapped_column(sa.String(64), unique=True)
+    role: Mapped[str] = mapped_column(sa.String(16))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    created_by_id: Mapped[int | None] = mapped_column(
+        sa.ForeignKey("users.id", ondelete="SET NULL")
+    )
+    expires_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    last_used_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    revoked_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+
+    created_by: Mapped[User | None] = relationship()
+
+
 class AuditEntry(db.Model):
     """Append-only record of a change; written in the same transaction as the change."""
 
@@ -186,9 +266,19 @@ class AuditEntry(db.Model):
 def record(
     action: str, obj_type: str, obj_id: Any, summary: str, **details: Any
 ) -> None:
-    """Add an audit entry to the current transaction (committed with the change)."""
+    """Add an audit entry to the current transaction (committed with the change).
+
+    Who and from where come from flask.g (set per request by wave_web.access, or by
+    a background job for the user who started it).
+    """
+    actor = addr = None
+    if has_app_context():
+        actor = g.get("audit_actor")
+        addr = g.get("audit_addr")
     db.session.add(
         AuditEntry(
+            actor=actor[:255] if actor else None,
+            remote_addr=addr[:64] if addr else None,
             action=action,
             object_type=obj_type,
             object_id=str(obj_id),
@@ -249,3 +339,64 @@ def tag_usage() -> dict[str, int]:
             .group_by(each.c.value)
         )
     return {name: count for name, count in db.session.execute(stmt)}
+
+
+# Import jobs: an uploaded file on its way through check → preview → import.
+JOB_STATES = (
+    "uploaded",
+    "checking",
+    "checked",
+    "queued",
+    "importing",
+    "succeeded",
+    "failed",
+    "cancelled",
+)
+FINAL_JOB_STATES = ("succeeded", "failed", "cancelled")
+
+
+class ImportJob(db.Model):
+    """One CSV upload into one experiment: options, state, progress and report.
+
+    The file itself lives under the upload folder, named by the job's uuid (never by
+    the user's file name), and is deleted when the job reaches a final state.
+    """
+
+    __tablename__ = "import_jobs"
+
+    uuid: Mapped[uuid.UUID] = mapped_column(
+        sa.Uuid, primary_key=True, default=uuid.uuid4
+    )
+    experiment_uuid: Mapped[uuid.UUID] = mapped_column(
+        sa.Uuid,
+        sa.ForeignKey(
+            "experiments.uuid",
+            name="fk_import_jobs_experiment_uuid",
+            ondelete="CASCADE",
+        ),
+        index=True,
+    )
+    file_name: Mapped[str] = mapped_column(sa.String(255))
+    file_size: Mapped[int] = mapped_column(sa.BigInteger)
+    sha256: Mapped[str] = mapped_column(sa.String(64))
+    options: Mapped[dict[str, Any]] = mapped_column(sa.JSON)
+    state: Mapped[str] = mapped_column(sa.String(16), index=True)
+    # Check and import in one go (scripts): no preview step.
+    auto_confirm: Mapped[bool] = mapped_column(default=False, server_default=sa.false())
+    # The type's schema_version the check ran against.
+    schema_version: Mapped[int | None] = mapped_column()
+    rows_total: Mapped[int | None] = mapped_column(sa.BigInteger)
+    rows_done: Mapped[int] = mapped_column(sa.BigInteger, default=0, server_default="0")
+    report: Mapped[dict[str, Any] | None] = mapped_column(sa.JSON)
+    message: Mapped[str | None] = mapped_column(sa.Text)
+    cancel_requested: Mapped[bool] = mapped_column(
+        default=False, server_default=sa.false()
+    )
+    heartbeat_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    started_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    finished_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+
+    @property
+    def is_final(self) -> bool:
+        return self.state in FINAL_JOB_STATES

@@ -7,6 +7,7 @@ from flask import Blueprint
 from flask import render_template
 from sqlalchemy.orm import selectinload
 
+from wave_web.access import requires
 from wave_web.extensions import db
 from wave_web.models import Experiment
 from wave_web.models import ExperimentType
@@ -16,6 +17,7 @@ bp = Blueprint("pages", __name__)
 
 
 @bp.get("/")
+@requires("viewer")
 def home():
     counts = {
         "types": db.session.scalar(

@@ -7,6 +7,7 @@ import threading
 
 import pytest
 from tests.conftest import make_app
+from tests.conftest import session_for
 from werkzeug.serving import make_server
 
 CHROMIUM = "/usr/bin/chromium"
@@ -21,10 +22,15 @@ LAUNCH_ARGS = [
 
 
 @pytest.fixture
-def live_url(database_url, tmp_path):
-    """The app served by a real HTTP server in a thread, CSRF on as in production."""
-    app = make_app(database_url, tmp_path, WTF_CSRF_ENABLED=True)
-    server = make_server("127.0.0.1", 0, app, threaded=True)
+def live_app(database_url, tmp_path):
+    """The app of the live server: CSRF on, as in production."""
+    return make_app(database_url, tmp_path, WTF_CSRF_ENABLED=True)
+
+
+@pytest.fixture
+def live_url(live_app):
+    """The app served by a real HTTP server in a thread."""
+    server = make_server("127.0.0.1", 0, live_app, threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     yield f"http://127.0.0.1:{server.server_port}"
@@ -44,9 +50,18 @@ def browser():
         browser.close()
 
 
+def signed_in_cookie(app, url: str, role: str = "admin") -> dict:
+    """The session cookie of a signed-in `role` user, for a browser context."""
+    signer = app.session_interface.get_signing_serializer(app)
+    value = signer.dumps(session_for(app, role))
+    return {"name": app.config["SESSION_COOKIE_NAME"], "value": value, "url": url}
+
+
 @pytest.fixture
-def page(browser):
+def page(browser, live_app, live_url):
+    """A page signed in as an admin on the live server."""
     context = browser.new_context(viewport={"width": 1280, "height": 900})
+    context.add_cookies([signed_in_cookie(live_app, live_url)])
     page = context.new_page()
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))

@@ -245,8 +245,8 @@ def _unknown_rule(text: str, targets: Mapping[str, Any], mode: str) -> str:
     if name in SET_BY_APP:
         return "is set by wave_web, not by files; ignore this column or remove it"
     close = difflib.get_close_matches(name, list(targets), n=1, cutoff=0.6)
-    hint = f"; did you mean {close[0]}?" if close else ""
-    return f"is not a column of this type{hint} Ignore it or map it to a column"
+    hint = f"; did you mean {close[0]}?" if close else "."
+    return f"is not a column of this type{hint} Ignore it or map it to a column."
 
 
 def plan_header(

@@ -21,6 +21,7 @@ from werkzeug.datastructures import MultiDict
 from wave_web import catalog
 from wave_web import datatables
 from wave_web import queries
+from wave_web.access import requires
 from wave_web.data import bp
 from wave_web.errors import Conflict
 from wave_web.errors import bad_request
@@ -182,6 +183,7 @@ def _conflicts(
 
 
 @bp.get(ROW)
+@requires("viewer")
 def show_row(experiment_uuid: str, row_id: int):
     experiment, xtype = _load(experiment_uuid)
     row = datatables.get_row(xtype, experiment.uuid, row_id)
@@ -198,6 +200,7 @@ def show_row(experiment_uuid: str, row_id: int):
 
 
 @bp.get(ROW + "/edit")
+@requires("researcher")
 def edit_row(experiment_uuid: str, row_id: int):
     experiment, xtype = _load(experiment_uuid)
     row = datatables.get_row(xtype, experiment.uuid, row_id)
@@ -205,6 +208,7 @@ def edit_row(experiment_uuid: str, row_id: int):
 
 
 @bp.post(ROW)
+@requires("researcher")
 def update_row(experiment_uuid: str, row_id: int):
     experiment, xtype = _load(experiment_uuid)
     row = datatables.get_row(xtype, experiment.uuid, row_id)
@@ -237,6 +241,7 @@ def update_row(experiment_uuid: str, row_id: int):
 
 
 @bp.route(ROWS + "/new", methods=["GET", "POST"])
+@requires("researcher")
 def create_row(experiment_uuid: str):
     experiment, xtype = _load(experiment_uuid)
     values: dict[str, str] = {}
@@ -269,6 +274,7 @@ def create_row(experiment_uuid: str):
 
 
 @bp.route(ROW + "/delete", methods=["GET", "POST"])
+@requires("researcher")
 def delete_row(experiment_uuid: str, row_id: int):
     experiment, xtype = _load(experiment_uuid)
     row = datatables.get_row(xtype, experiment.uuid, row_id)
@@ -293,6 +299,7 @@ def delete_row(experiment_uuid: str, row_id: int):
 
 
 @bp.route(ROWS + "/delete", methods=["GET", "POST"])
+@requires("researcher")
 def delete_selected(experiment_uuid: str):
     """Selected rows: GET confirms with the exact count, POST deletes."""
     experiment, xtype = _load(experiment_uuid)
@@ -324,6 +331,7 @@ def delete_selected(experiment_uuid: str):
 
 
 @bp.route(ROWS + "/delete-matching", methods=["GET", "POST"])
+@requires("researcher")
 def delete_matching(experiment_uuid: str):
     """Every row matching the grid's filters (given in the query string)."""
     experiment, xtype = _load(experiment_uuid)

@@ -10,6 +10,7 @@ from flask import url_for
 
 from wave_web import datatables
 from wave_web import schema
+from wave_web.access import requires
 from wave_web.columns import ColumnDef
 from wave_web.database import read_only
 from wave_web.database import read_only_when
@@ -28,6 +29,7 @@ from wave_web.params import page_arg
 
 
 @bp.get("/")
+@requires("viewer")
 def index():
     stmt = db.select(ExperimentType).order_by(db.func.lower(ExperimentType.name))
     pagination = db.paginate(stmt, page=page_arg(), per_page=50, error_out=False)
@@ -44,6 +46,7 @@ def _is_builder_button() -> bool:
 
 @bp.route("/new", methods=["GET", "POST"])
 @read_only_when(_is_builder_button)
+@requires("researcher")
 def create():
     if request.method == "GET":
         return _builder("experiment_types/new.html", BuilderState(), check=False)
@@ -126,6 +129,7 @@ def _problems(state: BuilderState) -> dict[str, schema.Problem]:
 
 @bp.post("/new/check")
 @read_only
+@requires("researcher")
 def check():
     """Live checks while typing: feedback per field and a table preview (OOB swaps)."""
     return _builder(
@@ -134,6 +138,7 @@ def check():
 
 
 @bp.get("/<int(max=2147483647):type_id>")
+@requires("viewer")
 def show(type_id: int):
     xtype = schema.get_type(type_id)
     return _type_page(xtype)
@@ -157,6 +162,7 @@ def _type_page(xtype: ExperimentType, status: int = 200, **extra):
 
 
 @bp.route("/<int(max=2147483647):type_id>/edit", methods=["GET", "POST"])
+@requires("researcher")
 def edit(type_id: int):
     xtype = schema.get_type(type_id)
     form = (
@@ -185,6 +191,7 @@ def edit(type_id: int):
 
 
 @bp.route("/<int(max=2147483647):type_id>/delete", methods=["GET", "POST"])
+@requires("admin")
 def delete(type_id: int):
     xtype = schema.get_type(type_id)
     if request.method == "POST":
@@ -230,6 +237,7 @@ def _schema_change(xtype: ExperimentType, field: str, change, success: str):
 
 
 @bp.post("/<int(max=2147483647):type_id>/columns")
+@requires("researcher")
 def add_column(type_id: int):
     xtype = schema.get_type(type_id)
     f = request.form
@@ -248,6 +256,7 @@ def add_column(type_id: int):
 
 
 @bp.post("/<int(max=2147483647):type_id>/columns/<name>/rename")
+@requires("researcher")
 def rename_column(type_id: int, name: str):
     xtype = schema.get_type(type_id)
     new = request.form.get("new_name", "").strip()
@@ -260,6 +269,7 @@ def rename_column(type_id: int, name: str):
 
 
 @bp.post("/<int(max=2147483647):type_id>/columns/<name>/nullable")
+@requires("researcher")
 def set_nullable(type_id: int, name: str):
     xtype = schema.get_type(type_id)
     value = request.form.get("nullable")
@@ -276,6 +286,7 @@ def set_nullable(type_id: int, name: str):
 
 
 @bp.post("/<int(max=2147483647):type_id>/columns/<name>/describe")
+@requires("researcher")
 def describe_column(type_id: int, name: str):
     xtype = schema.get_type(type_id)
     text = request.form.get("description", "")
@@ -288,6 +299,7 @@ def describe_column(type_id: int, name: str):
 
 
 @bp.post("/<int(max=2147483647):type_id>/columns/<name>/type")
+@requires("researcher")
 def change_type(type_id: int, name: str):
     xtype = schema.get_type(type_id)
     new_type = request.form.get("type", "")
@@ -300,6 +312,7 @@ def change_type(type_id: int, name: str):
 
 
 @bp.post("/<int(max=2147483647):type_id>/columns/<name>/index")
+@requires("researcher")
 def add_index(type_id: int, name: str):
     xtype = schema.get_type(type_id)
     return _schema_change(
@@ -311,6 +324,7 @@ def add_index(type_id: int, name: str):
 
 
 @bp.post("/<int(max=2147483647):type_id>/columns/<name>/drop")
+@requires("researcher")
 def drop_column(type_id: int, name: str):
     xtype = schema.get_type(type_id)
     confirm = request.form.get("confirm", "")

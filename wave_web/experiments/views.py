@@ -16,6 +16,7 @@ from wave_web import columns
 from wave_web import datatables
 from wave_web import queries
 from wave_web import schema
+from wave_web.access import requires
 from wave_web.errors import InvalidValue
 from wave_web.errors import WaveError
 from wave_web.errors import bad_request
@@ -45,6 +46,7 @@ def _filter_from_args() -> catalog.ExperimentFilter:
 
 
 @bp.get("/")
+@requires("viewer")
 def index():
     f = _filter_from_args()
     pagination = catalog.list_experiments(f)
@@ -94,6 +96,7 @@ def _check_field(check: Callable[[], Any], errors: dict[str, str]) -> Any:
 
 
 @bp.route("/new", methods=["GET", "POST"])
+@requires("researcher")
 def create():
     if request.method == "GET":
         form = MultiDict({"experiment_type_id": request.args.get("type_id", "")})
@@ -118,6 +121,7 @@ def create():
 
 
 @bp.get("/<experiment_uuid>")
+@requires("viewer")
 def show(experiment_uuid: str):
     experiment = catalog.get_experiment(experiment_uuid)
     base_url = url_for(".show", experiment_uuid=experiment.uuid)
@@ -134,6 +138,7 @@ def show(experiment_uuid: str):
 
 
 @bp.route("/<experiment_uuid>/edit", methods=["GET", "POST"])
+@requires("researcher")
 def edit(experiment_uuid: str):
     experiment = catalog.get_experiment(experiment_uuid)
     if request.method == "GET":
@@ -162,6 +167,7 @@ def edit(experiment_uuid: str):
 
 
 @bp.route("/<experiment_uuid>/delete", methods=["GET", "POST"])
+@requires("researcher")
 def delete(experiment_uuid: str):
     experiment = catalog.get_experiment(experiment_uuid)
     xtype = experiment.experiment_type

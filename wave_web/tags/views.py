@@ -8,6 +8,7 @@ from flask import request
 from flask import url_for
 
 from wave_web import catalog
+from wave_web.access import requires
 from wave_web.errors import InvalidValue
 from wave_web.errors import NameTaken
 from wave_web.extensions import db
@@ -22,6 +23,7 @@ def _field_of(exc: InvalidValue | NameTaken) -> str:
 
 
 @bp.get("/")
+@requires("viewer")
 def index():
     q = request.args.get("q", "").strip()[:100]
     pagination, usage = catalog.list_tags(page=page_arg(), q=q)
@@ -31,6 +33,7 @@ def index():
 
 
 @bp.post("/")
+@requires("researcher")
 def create():
     form = request.form
     try:
@@ -51,6 +54,7 @@ def create():
 
 
 @bp.route("/<int(max=2147483647):tag_id>/edit", methods=["GET", "POST"])
+@requires("researcher")
 def edit(tag_id: int):
     tag = catalog.get_tag(tag_id)
     usage = catalog.tag_usage().get(tag.name, 0)
@@ -83,6 +87,7 @@ def edit(tag_id: int):
 
 
 @bp.route("/<int(max=2147483647):tag_id>/delete", methods=["GET", "POST"])
+@requires("researcher")
 def delete(tag_id: int):
     tag = catalog.get_tag(tag_id)
     if request.method == "POST":
