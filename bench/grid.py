@@ -4,11 +4,15 @@
 Fills ONE experiment with N rows of ../shared/bench/gen_csv.py output, loaded directly
 (PostgreSQL: COPY; SQLite: executemany in one transaction), plus `--types` small types,
 then times requests through the Flask test client: the first page, a deep page (keyset
-cursor at row ~500,000), a filtered page, a page sorted on an indexed column and the
-summary panel. A raw DBAPI run of the first page's SELECT is the baseline of the same
+cursor at row ~500,000), a filtered page, a page sorted on an indexed column, one
+participant's rows across every type and the summary panel (served from its cache, and
+computed anew). A raw DBAPI run of the first page's SELECT is the baseline of the same
 run. The last line is
 
     RESULT first_p95_ms=… deep_p95_ms=… filtered_p95_ms=… sorted_p95_ms=… summary_ms=…
+           summary_cold_ms=… participant_ms=…
+
+(on one line).
 
 usage: python bench/grid.py [--database sqlite|postgresql] [--rows N] [--types N]
                             [--reps N] [--csv PATH] [--explain]
@@ -368,14 +372,20 @@ def measure(app, args: argparse.Namespace, type_id: int, experiment_uuid) -> Non
         ),
     }
     client = app.test_client()
+    sign_in(app, client)
     results: dict[str, tuple[float, float, int]] = {}
     base_times = repeat(baseline, args.reps)
     results["baseline_raw"] = (*p50_p95(base_times), 1)
     for name, url in cases.items():
         results[name] = time_get(client, log, url, args.reps, args.explain)
-    # Not a grid page: one participant's rows in every type (a query per type).
+    # Not a grid page: one participant's rows in every type (args.types + 1 types).
     results["participant"] = time_get(
-        client, log, f"/participants/{PARTICIPANT}", 5, False, PARTICIPANT.encode()
+        client,
+        log,
+        f"/participants/{PARTICIPANT}",
+        args.summary_reps,
+        args.explain,
+        PARTICIPANT.encode(),
     )
     summary_url = f"{base}/summary"
     summary = time_summary(
@@ -383,14 +393,49 @@ def measure(app, args: argparse.Namespace, type_id: int, experiment_uuid) -> Non
     )
     if summary is not None:
         results["summary"] = summary
+        results["summary_cold"] = time_summary_cold(app, client, summary_url, args)
     print_table(results, deep_row)
     summary_ms = f"{summary[1]:.0f}" if summary is not None else "nan"
+    cold = results.get("summary_cold")
+    cold_ms = f"{cold[1]:.0f}" if cold is not None else "nan"
     print(
         f"RESULT first_p95_ms={results['first'][1]:.1f} "
         f"deep_p95_ms={results['deep'][1]:.1f} "
         f"filtered_p95_ms={results['filtered'][1]:.1f} "
-        f"sorted_p95_ms={results['sorted'][1]:.1f} summary_ms={summary_ms}"
+        f"sorted_p95_ms={results['sorted'][1]:.1f} summary_ms={summary_ms} "
+        f"summary_cold_ms={cold_ms} "
+        f"participant_ms={results['participant'][1]:.0f}"
     )
+
+
+def sign_in(app, client) -> None:
+    """Sign the test client in as an admin, when the app has accounts.
+
+    The cookie session carries the keys that a login sets (as tests/conftest.py does).
+    """
+    try:
+        from wave_web import accounts
+        from wave_web.access import SEEN_KEY
+        from wave_web.access import SESSION_KEY
+    except ImportError:
+        return  # an app without accounts: every page is open
+    with app.app_context():
+        user = accounts.create_user(
+            "bench@example.org", accounts.generated_password(), "admin"
+        )
+        db.session.flush()
+        token = accounts.start_session(user, "127.0.0.1", "bench")
+        user_id = user.id
+        db.session.commit()
+    with client.session_transaction() as session:
+        session.update(
+            {
+                "_user_id": str(user_id),
+                "_fresh": True,
+                SESSION_KEY: token,
+                SEEN_KEY: int(time.time()),
+            }
+        )
 
 
 def cursor_at(xtype, table: sa.Table, experiment_uuid, sort: str, position: int) -> str:
@@ -502,6 +547,20 @@ def time_summary(app, client, log: StatementLog, url: str, args, type_id, exp_uu
             db.session.remove()
 
     return (*p50_p95(repeat(call, args.summary_reps, warmup=1)), 0)
+
+
+def time_summary_cold(app, client, url: str, args) -> tuple[float, float, int] | None:
+    """The summary panel with its cache emptied before each request: computed anew,
+    as after any row write (summary_ms is the repeat view, served from the cache)."""
+    cache = app.extensions.get("wave_summaries")
+    if cache is None:
+        return None
+
+    def get() -> None:
+        cache.clear()
+        assert client.get(url).status_code == 200
+
+    return (*p50_p95(repeat(get, args.summary_reps, warmup=1)), 0)
 
 
 def print_plans(app, url: str, statements: list[tuple[str, Any]]) -> None:

@@ -16,6 +16,7 @@ import jinja2
 import pytest
 import sqlalchemy as sa
 from flask import current_app
+from flask import g
 from flask import has_app_context
 from flask.testing import FlaskClient
 from wave_web import create_app
@@ -114,11 +115,12 @@ def make_test_user(app, role: str = "admin") -> tuple[int, str]:
     known = app.extensions.setdefault("wave_test_users", {})
     if role not in known:
         with app.app_context():
-            user = User(
-                email=f"{role}@example.org", password_hash=TEST_PASSWORD_HASH, role=role
-            )
-            _db.session.add(user)
-            _db.session.flush()
+            email = f"{role}@example.org"
+            user = _db.session.query(User).filter_by(email=email).one_or_none()
+            if user is None:  # a second app on the same database has it already
+                user = User(email=email, password_hash=TEST_PASSWORD_HASH, role=role)
+                _db.session.add(user)
+                _db.session.flush()
             token = accounts.start_session(user, "127.0.0.1", "pytest")
             _db.session.commit()
             known[role] = (user.id, token)
@@ -167,9 +169,14 @@ class RequestIsolatedClient(FlaskClient):
     def _end_shared_transaction(self) -> None:
         if has_app_context() and current_app._get_current_object() is self.application:
             _db.session.rollback()
+            # In production every request has its own app context, so flask.g starts
+            # empty: the signed-in user (Flask-Login caches it in g) must not leak
+            # from one client's request into the next.
+            for name in list(vars(g)):
+                delattr(g, name)
 
 
-def make_app(database_url: str, tmp_path, **overrides):
+def make_app(database_url: str, tmp_path, with_admin: bool = True, **overrides):
     instance = tmp_path / "instance"
     instance.mkdir(exist_ok=True)
     config = {
@@ -182,6 +189,9 @@ def make_app(database_url: str, tmp_path, **overrides):
     app = create_app(config)
     app.jinja_env.undefined = jinja2.StrictUndefined
     app.test_client_class = RequestIsolatedClient
+    if with_admin and app.extensions.get("wave_migrated"):
+        # Now, not at the first client: a test may hold SQLite's write lock by then.
+        make_test_user(app, "admin")
     return app
 
 

@@ -11,6 +11,7 @@ from wave_web.errors import InvalidValue
 from wave_web.errors import NameTaken
 from wave_web.extensions import db as _db
 from wave_web.models import AuditEntry
+from wave_web.models import User
 from wave_web.models import utcnow
 
 PASSWORD = "correct horse battery"
@@ -108,7 +109,7 @@ def test_sessions_end_after_their_maximum_age(db):
     user = make_user()
     token = accounts.start_session(user, None, None)
     _db.session.commit()
-    row = _db.session.query(UserSession).one()
+    row = _db.session.query(UserSession).filter_by(user_id=user.id).one()
     row.created_at = utcnow() - dt.timedelta(hours=9)
     _db.session.commit()
     assert accounts.session_user(token, MAX_AGE) is None
@@ -123,6 +124,9 @@ def test_change_password_needs_the_current_one(db):
 
 def test_the_last_admin_cannot_be_demoted_disabled_or_deleted(db):
     admin = make_user("boss@example.org", "admin")
+    for other in _db.session.query(User).filter(User.id != admin.id):
+        accounts.set_role(other, "viewer")  # the test suite's own admin
+    _db.session.commit()
     for act in (
         lambda: accounts.set_role(admin, "viewer"),
         lambda: accounts.set_disabled(admin, True),

@@ -14,6 +14,7 @@ from tests.conftest import make_app
 from tests.htmlparse import parse
 from wave_web import config
 from wave_web import create_app
+from wave_web.access import requires
 from wave_web.database import MIGRATIONS_DIR
 from wave_web.extensions import db as _db
 from wave_web.models import Tag
@@ -176,6 +177,7 @@ def test_missing_api_address_answers_json(client):
 
 def test_unexpected_exception_gives_the_500_page_without_details(app, client):
     @app.get("/boom")
+    @requires("viewer")
     def boom():
         raise RuntimeError("secret internal detail 1234")
 
@@ -193,6 +195,7 @@ def test_unexpected_exception_gives_the_500_page_without_details(app, client):
 
 def test_unexpected_database_error_gives_500_without_sql(app, client):
     @app.get("/bad-sql")
+    @requires("viewer")
     def bad_sql():
         _db.session.execute(sa.text("SELECT * FROM no_such_table_xyz"))
 

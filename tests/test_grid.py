@@ -13,6 +13,7 @@ import base64
 import datetime as dt
 import random
 import re
+import sys
 from collections.abc import Callable
 from functools import partial
 from types import SimpleNamespace
@@ -287,6 +288,77 @@ def test_keyset_paging_matches_python_order_on_generated_data(db):
         check_paging(xtype, experiment, rows, sort, desc, size, filter_name)
 
     check()
+
+
+@pytest.mark.parametrize("filter_name", ["score>=1", "flag and label not a"])
+def test_keyset_pages_read_in_sort_order_return_every_row_once(
+    keyset_data, filter_name, monkeypatch
+):
+    """The page reads of a filter matching many rows (SQLite: no filter index)."""
+    xtype, experiment, rows = keyset_data
+    reads: list[bool] = []
+
+    def in_order(*args, **kwargs):
+        reads.append(True)
+        return queries.page_rows(*args, **kwargs, in_order=True)
+
+    monkeypatch.setattr(sys.modules[__name__], "page_rows", in_order)
+    for sort in ("id", "score", "label", "seen_at"):
+        for desc in (False, True):
+            check_paging(xtype, experiment, rows, sort, desc, 25, filter_name)
+    assert reads
+
+
+@pytest.mark.parametrize(
+    ("total", "matching", "size", "expected"),
+    [
+        (1_000_000, 10_000, 50, True),  # capped: at least 1 % of the rows match
+        (1_000_000, 10_000, 500, False),  # a page would read ~50,000 rows
+        (1_000_000, 9_999, 50, False),  # few: through the filter's index
+        (100_000_000, 10_000, 50, False),
+        (100_000_000, 5_000_000, 500, True),  # an exact count
+        (20_000, 10_000, 25, True),
+    ],
+)
+def test_reads_in_order_when_matches_are_dense(total, matching, size, expected):
+    assert queries.reads_in_order(total, matching, size) is expected
+
+
+def test_dense_filters_keep_sqlite_off_the_filtered_columns_index(
+    keyset_data, monkeypatch, dialect
+):
+    from wave_web.extensions import db
+
+    xtype, experiment, rows = keyset_data
+    seen: list[str] = []
+
+    def listen(conn, cursor, statement, *args):
+        if "ORDER BY" in statement and "LIMIT" in statement:
+            seen.append(statement)
+
+    monkeypatch.setattr(queries, "COUNT_CAP", 5)  # every filter below is "dense"
+    args = MultiDict([("score__gte", "0"), ("label__notnull", ""), ("_sort", "score")])
+    sa.event.listen(db.engine, "before_cursor_execute", listen)
+    try:
+        grid = queries.build_grid(xtype, args, 75, experiment.uuid)
+        dense_sql, seen[:] = list(seen), []
+        monkeypatch.setattr(queries, "COUNT_CAP", 100)  # now too few match
+        sparse = queries.build_grid(xtype, args, 75, experiment.uuid)
+    finally:
+        sa.event.remove(db.engine, "before_cursor_execute", listen)
+    assert dense_sql and seen
+    plus = dialect == "sqlite"
+    assert all("(+ keyset_data.label)" in s for s in dense_sql) == plus
+    assert not any("(+ keyset_data.score)" in s for s in dense_sql)  # the sort column
+    assert not any("(+ " in s for s in seen)
+    expected = python_order(
+        rows,
+        "score",
+        False,
+        lambda r: r["score"] is not None and r["score"] >= 0 and r["label"] is not None,
+    )
+    assert [r["id"] for r in grid.page.rows] == expected[:50]
+    assert [r["id"] for r in sparse.page.rows] == expected[:50]
 
 
 # ----------------------------------------------------------------------

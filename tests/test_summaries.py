@@ -6,6 +6,7 @@ statistics.stdev for the sample standard deviation) from the stored rows of the 
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import math
 import statistics
@@ -18,15 +19,18 @@ from urllib.parse import urlsplit
 
 import pytest
 import sqlalchemy as sa
+from flask import current_app
 from tests.factories import make_experiment
 from tests.factories import make_rows
 from tests.factories import make_type
 from tests.htmlparse import Element
 from tests.htmlparse import parse
 from wave_web import datatables
+from wave_web import schema
 from wave_web import summaries
 from wave_web.columns import ColumnDef
 from wave_web.extensions import db as _db
+from wave_web.models import record
 from wave_web.queries import BadQuery
 from wave_web.queries import RowQuery
 from wave_web.queries import filter_clause
@@ -419,10 +423,243 @@ def test_large_views_count_distinct_values_and_long_text_in_a_sample(data, monke
         notes.items(), key=lambda vc: (-vc[1], vc[0])
     )
     levels = summarise_values("Levels", "INTEGER", [3, 1, 2, 2, 5] * 5)
-    assert (levels.distinct, levels.distinct_sampled) == (4, False)  # a bin per value
-    label = found["label"]  # STRING: still exact
-    labels = {r["label"] for r in data.rows} - {None}
-    assert not label.top_sampled and label.distinct == len(labels)
+    assert (levels.distinct, levels.distinct_sampled) == (4, True)  # a bin per value
+    label = found["label"]  # STRING: sampled too
+    labels = Counter(r["label"] for r in first if r["label"] is not None)
+    assert label.top_sampled and label.distinct == len(labels)
+    assert [(v.value, v.count) for v in label.top] == sorted(
+        labels.items(), key=lambda vc: (-vc[1], vc[0])
+    )[:10]
+    flag = found["flag"]  # booleans come from the exact pass
+    assert not flag.top_sampled
+    assert sum(v.count for v in flag.top) == sum(
+        r["flag"] is not None for r in data.rows
+    )
+
+
+@pytest.mark.parametrize("name", ["score", "ratio", "seen_at"])
+def test_large_views_bin_a_sample_but_keep_exact_moments(data, monkeypatch, name):
+    monkeypatch.setattr(summaries, "SAMPLE_ROWS", 12)
+    s = summarise(data)[name]
+    values = [r[name] for r in data.rows]
+    first = [r[name] for r in sorted(data.rows, key=lambda r: r["id"])[:12]]
+    assert s.bins_sampled and s.distinct_sampled
+    assert sum(b.count for b in s.bins) == sum(v is not None for v in first)
+    # count, min, max, mean and sd are of every row of the view
+    present = [v for v in values if v is not None]
+    assert (s.count, s.minimum, s.maximum) == (len(present), min(present), max(present))
+    xs = [numeric(name, v) for v in present]
+    tolerance = 1e-3 if name == "seen_at" else 1e-9
+    mean = numeric(name, s.mean) if name == "seen_at" else s.mean
+    assert mean == pytest.approx(statistics.mean(xs), rel=1e-12, abs=tolerance)
+    assert s.sd == pytest.approx(statistics.stdev(xs), rel=1e-9, abs=tolerance)
+    # the bins still span the whole range, not just the sample's
+    assert numeric(name, s.bins[0].low) == pytest.approx(numeric(name, s.minimum))
+
+
+def test_small_views_are_not_sampled(data):
+    for s in summarise(data).values():
+        assert not (s.bins_sampled or s.distinct_sampled or s.top_sampled), s
+
+
+def test_sampled_summary_page_says_what_is_approximate(client, data, monkeypatch):
+    monkeypatch.setattr(summaries, "SAMPLE_ROWS", 12)
+    response = client.get(data.url)
+    assert response.status_code == 200
+    page = parse(response.data)
+    scope = page.find(id="summary-sampled").text
+    assert "approximate, from the first 12 rows" in scope
+    assert "mean and SD are exact" in scope
+    found = cards(response)
+    for name in ("score", "label", "note", "seen_at"):
+        note = found[name].find(class_="summary-approximate")
+        assert note is not None and "first 12 rows" in note.text, name
+    histogram = found["score"].find("svg", class_="histogram")
+    assert "(approximate, from the first 12 rows)" in histogram.attrs["aria-label"]
+    top = found["label"].find("svg", class_="top-values")
+    assert "(approximate, from the first 12 rows)" in top.attrs["aria-label"]
+    assert found["flag"].find(class_="summary-approximate") is None  # exact
+    unsampled = client.get(f"{data.url}?score__gte=100000")
+    assert parse(unsampled.data).find(id="summary-sampled") is None
+
+
+def test_wide_type_is_summarised_in_several_statements(db):
+    wide = [ColumnDef(f"c{i:03d}", "FLOAT") for i in range(260)]
+    wide += [ColumnDef(f"s{i:03d}", "STRING") for i in range(40)]
+    xtype = make_type("Wide", "wide_data", wide)
+    experiment = make_experiment(xtype)
+    rows = [
+        {
+            "participant_id": f"P{j}",
+            **{f"c{i:03d}": float(i * j) for i in range(260)},
+            **{f"s{i:03d}": f"v{j % 2}" for i in range(40)},
+        }
+        for j in range(3)
+    ]
+    make_rows(xtype, experiment, rows)
+    query = RowQuery.from_args(grid_columns(xtype), {})
+    found = {
+        s.column.name: s for s in summaries.summarise(xtype, query, experiment.uuid)
+    }
+    assert (found["c259"].minimum, found["c259"].maximum) == (0.0, 518.0)
+    assert found["c259"].mean == pytest.approx(259.0)
+    assert sum(b.count for b in found["c001"].bins) == 3
+    assert found["c002"].distinct == 3
+    assert [(v.value, v.count) for v in found["s039"].top] == [("v0", 2), ("v1", 1)]
+
+
+# ----------------------------------------------------------------------
+# The cache
+# ----------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def data_statements(table_name: str = "summary_data"):
+    """The statements run on a data table while the block runs."""
+    seen: list[str] = []
+
+    def listen(conn, cursor, statement, parameters, context, executemany):
+        if table_name in statement:
+            seen.append(statement)
+
+    sa.event.listen(_db.engine, "before_cursor_execute", listen)
+    try:
+        yield seen
+    finally:
+        sa.event.remove(_db.engine, "before_cursor_execute", listen)
+
+
+def fresh(data, args=(), experiment=True) -> dict[str, ColumnSummary]:
+    """The summaries computed now, bypassing the cache."""
+    cols = grid_columns(data.xtype, with_experiment=not experiment)
+    query = RowQuery.from_args(cols, dict(args))
+    found = summaries.compute(
+        data.xtype, query, data.experiment.uuid if experiment else None
+    )
+    return {s.column.name: s for s in found}
+
+
+def test_unchanged_data_is_summarised_once(data):
+    first = summarise(data)
+    first_type = summarise(data, experiment=False)
+    _db.session.rollback()  # the next request
+    with data_statements() as seen:
+        again = summarise(data)
+        again_type = summarise(data, experiment=False)
+    assert seen == []
+    assert (again, again_type) == (first, first_type)
+    with data_statements() as seen:
+        summarise(data, [("score__gte", "3")])  # another view: another entry
+        summarise(data, [("_hide", "ratio")])
+    assert seen
+
+
+def row_with_highest_score(data) -> dict[str, Any]:
+    return max(data.rows, key=lambda r: (r["score"] is not None, r["score"] or 0))
+
+
+WRITES = {
+    "insert_row": lambda d: datatables.insert_row(
+        d.xtype, d.experiment.uuid, {"participant_id": "P9", "score": 500}
+    ),
+    "insert_rows": lambda d: make_rows(
+        d.xtype, d.experiment, [{"participant_id": "P9", "score": 500}]
+    ),
+    "update_row": lambda d: datatables.update_row(
+        d.xtype,
+        d.experiment.uuid,
+        d.rows[0]["id"],
+        {"score": 500},
+        d.rows[0]["updated_at"],
+    ),
+    "delete_rows": lambda d: datatables.delete_rows(
+        d.xtype, d.experiment.uuid, [row_with_highest_score(d)["id"]]
+    ),
+    "delete_matching": lambda d: datatables.delete_matching(
+        d.xtype,
+        d.experiment.uuid,
+        RowQuery.from_args(grid_columns(d.xtype), {"score__gte": "10"}),
+    ),
+}
+
+
+@pytest.mark.parametrize("write", WRITES)
+def test_cached_summary_is_never_served_after_a_row_changed(data, write):
+    before = summarise(data)
+    before_type = summarise(data, experiment=False)
+    _db.session.rollback()
+    WRITES[write](data)
+    _db.session.rollback()
+    after = summarise(data)
+    assert after["score"] != before["score"]
+    assert after == fresh(data)
+    assert summarise(data, experiment=False) == fresh(data, experiment=False)
+    assert summarise(data, experiment=False) != before_type
+
+
+def test_an_audited_write_that_forgets_to_touch_the_experiment_is_seen(data):
+    """E.g. an import that updates rows: audited, but experiments is not touched."""
+    before = summarise(data)["score"]
+    _db.session.rollback()
+    table = datatables.reflect(data.xtype)
+    _db.session.execute(
+        sa.update(table).where(table.c.id == data.rows[0]["id"]).values(score=500)
+    )
+    record("rows.import", "experiment", data.experiment.uuid, "Updated one row")
+    _db.session.commit()
+    after = summarise(data)["score"]
+    assert after.maximum == 500 != before.maximum
+    assert after == fresh(data)["score"]
+
+
+def test_a_write_to_another_experiment_keeps_the_experiment_cached(data):
+    summarise(data)
+    _db.session.rollback()
+    make_rows(data.xtype, data.other, [{"participant_id": "P9", "score": 500}])
+    with data_statements() as seen:
+        summarise(data)
+    assert seen == []
+    assert summarise(data, experiment=False)["score"].maximum == 1004  # 500 < 1004
+
+
+def test_a_rolled_back_write_keeps_the_version(data):
+    version = summaries.data_version(data.xtype, data.experiment.uuid)
+    datatables.insert_rows(data.xtype, data.experiment.uuid, [{"participant_id": "P"}])
+    _db.session.rollback()
+    assert summaries.data_version(data.xtype, data.experiment.uuid) == version
+
+
+def test_a_schema_change_is_a_new_summary(data):
+    summarise(data)
+    _db.session.rollback()
+    schema.change_type(data.xtype, "score", "FLOAT")
+    found = summarise(data)["score"]
+    assert found.column.type == "FLOAT"
+    assert found == fresh(data)["score"]
+
+
+def test_the_cache_keeps_the_newest_summaries_only(data, monkeypatch):
+    monkeypatch.setattr(summaries, "CACHE_SIZE", 2)
+    for bound in ("1", "2", "3"):
+        summarise(data, [("score__gte", bound)])
+    assert len(current_app.extensions["wave_summaries"]) == 2
+    with data_statements() as seen:
+        summarise(data, [("score__gte", "3")])
+    assert seen == []
+    with data_statements() as seen:
+        summarise(data, [("score__gte", "1")])
+    assert seen
+
+
+def test_sqlite_scans_the_table_for_an_experiment_that_fills_most_of_it(data, dialect):
+    with data_statements() as seen:
+        summarise(data)  # 40 of the table's 45 rows
+    plus = "(+ summary_data.experiment_uuid)"
+    assert all(plus in s for s in seen) == (dialect == "sqlite")
+    query = RowQuery.from_args(grid_columns(data.xtype), {})
+    with data_statements() as seen:
+        summaries.summarise(data.xtype, query, data.other.uuid)  # 5 of 45: the index
+    assert seen and not any(plus in s for s in seen)
 
 
 def test_bad_query_string_is_refused_before_any_summary(data):

@@ -8,14 +8,18 @@ from typing import Any
 
 from flask import Flask
 
+from wave_web import access
+from wave_web import accounts
 from wave_web import cli
 from wave_web import config
 from wave_web import database
 from wave_web import errors
 from wave_web import htmx
 from wave_web import templating
+from wave_web.errors import WaveError
 from wave_web.extensions import csrf
 from wave_web.extensions import db
+from wave_web.extensions import limiter
 from wave_web.extensions import migrate
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -40,13 +44,33 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     migrate.init_app(app, db, directory=database.MIGRATIONS_DIR, render_as_batch=True)
     with app.app_context():
         database.configure_engine(db.engine)
+    limiter.init_app(app)
     for module in (errors, htmx, templating, cli):
         module.init_app(app)
     _register_blueprints(app)
     if app.config["WAVE_AUTO_MIGRATE"]:
-        database.migrate_database(app)
+        if database.migrate_database(app):
+            _first_admin_from_environment(app)
         app.before_request(lambda: _ensure_migrated(app))
+    access.init_app(app)  # after the migration check: it reads the users
     return app
+
+
+def _first_admin_from_environment(app: Flask) -> None:
+    """The first admin of a headless deploy, from WAVE_ADMIN_EMAIL/_PASSWORD."""
+    email, password = app.config["WAVE_ADMIN_EMAIL"], app.config["WAVE_ADMIN_PASSWORD"]
+    if not (email and password):
+        return
+    with app.app_context():
+        if not accounts.has_users():
+            try:
+                accounts.create_user(email, password, "admin")
+                db.session.commit()
+            except WaveError as exc:
+                db.session.rollback()
+                raise config.ConfigError(
+                    f"WAVE_ADMIN_EMAIL/WAVE_ADMIN_PASSWORD: {exc.message}"
+                ) from None
 
 
 def _finish_config(app: Flask) -> None:
@@ -64,14 +88,17 @@ def _finish_config(app: Flask) -> None:
 
 
 def _register_blueprints(app: Flask) -> None:
+    from wave_web import admin
+    from wave_web import auth
     from wave_web import data
     from wave_web import experiment_types
     from wave_web import experiments
     from wave_web import pages
     from wave_web import tags
 
-    for bp in (pages.bp, experiment_types.bp, experiments.bp, tags.bp, data.bp):
-        app.register_blueprint(bp)
+    blueprints = (pages, auth, admin, experiment_types, experiments, tags, data)
+    for package in blueprints:
+        app.register_blueprint(package.bp)
 
 
 def _ensure_migrated(app: Flask) -> None:

@@ -35,9 +35,11 @@ from flask_login import current_user
 from werkzeug.exceptions import Forbidden
 
 from wave_web import accounts
+from wave_web import database
 from wave_web.extensions import db
 from wave_web.htmx import is_htmx
 from wave_web.models import ROLES
+from wave_web.models import User
 from wave_web.models import record
 
 log = logging.getLogger(__name__)
@@ -144,6 +146,25 @@ def _sign_in_first():
     return redirect(target)
 
 
+def _load_signed_in_user() -> None:
+    """Look the user up in a read transaction of its own, then end it.
+
+    A POST begins its transaction with SQLite's write lock; taking it just to see who
+    is signed in would queue every request behind a long import. The user stays
+    loaded, detached: views that change it use signed_in_user().
+    """
+    with database.reading():
+        user = current_user._get_current_object()
+        if user.is_authenticated:
+            db.session.expunge(user)
+    db.session.rollback()
+
+
+def signed_in_user() -> User:
+    """The signed-in user as part of the current transaction (for changing it)."""
+    return db.session.get(User, current_user.id)
+
+
 def enforce():
     """before_request: the declared role of the view, for this user."""
     if request.endpoint is None:
@@ -152,6 +173,7 @@ def enforce():
     if role is None:
         log.error("view %s declares no role; refused", request.endpoint)
         raise Forbidden("This page is not available.")
+    _load_signed_in_user()
     if current_user.is_authenticated:
         g.audit_actor = current_user.email
     g.audit_addr = request.remote_addr

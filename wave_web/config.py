@@ -7,6 +7,8 @@ import secrets
 from collections.abc import Mapping
 from typing import Any
 
+from wave_web.columns import format_json
+
 
 def defaults(instance_path: str) -> dict[str, Any]:
     """Settings that work on a fresh machine: SQLite in instance/wave.db."""
@@ -21,6 +23,25 @@ def defaults(instance_path: str) -> dict[str, Any]:
         "WAVE_SQLITE_BUSY_MS": 10_000,
         "WAVE_AUTO_MIGRATE": True,
         "WTF_CSRF_TIME_LIMIT": None,
+        # CSV import jobs (wave_web/csv_io/jobs.py)
+        "WAVE_UPLOAD_DIR": os.path.join(instance_path, "uploads"),
+        "WAVE_IMPORT_WORKERS": 2,
+        "WAVE_IMPORT_SYNC_SECONDS": 5,
+        "WAVE_IMPORT_HEARTBEAT_SECONDS": 5,
+        "WAVE_IMPORT_STALE_SECONDS": 60,
+        "WAVE_IMPORT_ABANDON_HOURS": 24,
+        # Accounts and sessions (wave_web/access.py, wave_web/accounts.py)
+        "WAVE_SESSION_IDLE_MINUTES": 120,
+        "WAVE_SESSION_MAX_HOURS": 12,
+        "WAVE_LOGIN_LIMIT": "10 per minute",  # per address and per account
+        "RATELIMIT_STORAGE_URI": "memory://",  # redis://… when several workers run
+        "RATELIMIT_HEADERS_ENABLED": False,
+        "SESSION_COOKIE_HTTPONLY": True,
+        "SESSION_COOKIE_SAMESITE": "Lax",
+        "SESSION_COOKIE_SECURE": False,  # WAVE_SECURE_COOKIES=1 behind HTTPS
+        "REMEMBER_COOKIE_DURATION": 0,
+        "WAVE_ADMIN_EMAIL": None,
+        "WAVE_ADMIN_PASSWORD": None,
     }
 
 
@@ -41,6 +62,18 @@ POSITIVE_INTEGERS = (
     ("WAVE_MAX_UPLOAD_MB", "MAX_CONTENT_LENGTH", 1024 * 1024, "512"),
     ("WAVE_PAGE_SIZE", "WAVE_PAGE_SIZE", 1, "50"),
     ("WAVE_DB_TIMEOUT_SECONDS", "WAVE_DB_TIMEOUT_SECONDS", 1, "3"),
+    ("WAVE_IMPORT_SYNC_SECONDS", "WAVE_IMPORT_SYNC_SECONDS", 1, "5"),
+    ("WAVE_IMPORT_WORKERS", "WAVE_IMPORT_WORKERS", 1, "2"),
+    ("WAVE_SESSION_IDLE_MINUTES", "WAVE_SESSION_IDLE_MINUTES", 1, "120"),
+    ("WAVE_SESSION_MAX_HOURS", "WAVE_SESSION_MAX_HOURS", 1, "12"),
+)
+# Taken as they are when set (variable, config key)
+TEXTS = (
+    ("WAVE_UPLOAD_DIR", "WAVE_UPLOAD_DIR"),
+    ("WAVE_RATELIMIT_STORAGE_URI", "RATELIMIT_STORAGE_URI"),
+    ("WAVE_LOGIN_LIMIT", "WAVE_LOGIN_LIMIT"),
+    ("WAVE_ADMIN_EMAIL", "WAVE_ADMIN_EMAIL"),
+    ("WAVE_ADMIN_PASSWORD", "WAVE_ADMIN_PASSWORD"),
 )
 
 
@@ -67,6 +100,15 @@ def from_environment(environ: Mapping[str, str] | None = None) -> dict[str, Any]
         found["SQLALCHEMY_DATABASE_URI"] = env["DATABASE_URL"]
     if env.get("SECRET_KEY"):
         found["SECRET_KEY"] = env["SECRET_KEY"]
+    for variable, key in TEXTS:
+        if env.get(variable):
+            found[key] = env[variable]
+    if env.get("WAVE_SECURE_COOKIES"):
+        found["SESSION_COOKIE_SECURE"] = env["WAVE_SECURE_COOKIES"].strip() in (
+            "1",
+            "true",
+            "yes",
+        )
     for variable, key, multiplier, example in POSITIVE_INTEGERS:
         if env.get(variable):
             value = positive_integer(variable, env[variable], example)
@@ -78,12 +120,18 @@ def engine_options(url: str, timeout: int, sqlite_busy_ms: int) -> dict[str, Any
     """Pool settings: pre-ping so a returning database is picked up without restart.
 
     On SQLite, pysqlite's `timeout` is the busy timeout: how long a writer waits for
-    another writer before "database is locked".
+    another writer before "database is locked". JSON is stored compact (the canonical
+    spelling): PostgreSQL's json type gives back the stored text, so CSV exports by
+    COPY print exactly what format_json wrote.
     """
     if url.startswith("sqlite"):
         busy_seconds = sqlite_busy_ms / 1000
-        return {"connect_args": {"timeout": busy_seconds, "check_same_thread": False}}
+        return {
+            "connect_args": {"timeout": busy_seconds, "check_same_thread": False},
+            "json_serializer": format_json,
+        }
     return {
+        "json_serializer": format_json,
         "pool_pre_ping": True,
         "pool_recycle": 1800,
         "connect_args": {"connect_timeout": timeout},

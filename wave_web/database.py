@@ -73,22 +73,35 @@ def read_only_when(is_read_only: Callable[[], bool]) -> Callable[[V], V]:
     return mark
 
 
-_writing = threading.local()
+_intent = threading.local()
 
 
 @contextlib.contextmanager
-def writing() -> Iterator[None]:
+def _intending(writes: bool) -> Iterator[None]:
+    before = getattr(_intent, "writes", None)
+    _intent.writes = writes
+    try:
+        yield
+    finally:
+        _intent.writes = before
+
+
+def writing() -> contextlib.AbstractContextManager[None]:
     """Transactions begun inside take SQLite's write lock at BEGIN (background jobs).
 
     Outside requests nothing says a transaction will write; a deferred one that reads,
     then writes after another writer committed, fails at once on SQLite.
     """
-    before = getattr(_writing, "on", False)
-    _writing.on = True
-    try:
-        yield
-    finally:
-        _writing.on = before
+    return _intending(True)
+
+
+def reading() -> contextlib.AbstractContextManager[None]:
+    """Transactions begun inside do not take the write lock, even in a POST.
+
+    For the short look-ups before a view runs (who is signed in); the caller ends that
+    transaction before the view begins its own.
+    """
+    return _intending(False)
 
 
 def _is_write_request() -> bool:
@@ -99,8 +112,9 @@ def _is_write_request() -> bool:
     (busy_timeout) instead, so racing requests are serialised, not refused. Views
     marked read_only (live checks on every keystroke) do not queue behind writers.
     """
-    if getattr(_writing, "on", False):
-        return True
+    intent = getattr(_intent, "writes", None)
+    if intent is not None:
+        return intent
     if not has_request_context() or request.method in ("GET", "HEAD", "OPTIONS"):
         return False
     view = current_app.view_functions.get(request.endpoint or "")

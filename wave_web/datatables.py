@@ -33,6 +33,7 @@ from wave_web.errors import WaveError
 from wave_web.extensions import db
 from wave_web.models import Experiment
 from wave_web.models import record
+from wave_web.models import utcnow
 
 if TYPE_CHECKING:
     from wave_web.queries import RowQuery
@@ -233,6 +234,20 @@ def adjust_row_count(experiment_uuid: uuid.UUID, delta: int) -> None:
             .values(row_count=Experiment.row_count + delta)
             .execution_options(synchronize_session=False)
         )
+
+
+def touch_experiment(experiment_uuid: uuid.UUID) -> None:
+    """Mark an experiment's rows as changed, in the transaction that changes them.
+
+    experiments.updated_at (with row_count) is the data version that cached column
+    summaries check: a row write that keeps the count (an edit) must call this.
+    """
+    db.session.execute(
+        sa.update(Experiment)
+        .where(Experiment.uuid == experiment_uuid)
+        .values(updated_at=utcnow())
+        .execution_options(synchronize_session=False)
+    )
 
 
 def count_rows(xtype: Any, experiment_uuids: Iterable[uuid.UUID] | None = None) -> dict:
@@ -535,6 +550,7 @@ def update_row(
         if db.session.execute(stmt).rowcount != 1:
             db.session.rollback()
             raise StaleRow(get_row(xtype, experiment_uuid, row_id))
+        touch_experiment(experiment_uuid)
         record(
             "row.update",
             "row",

@@ -152,6 +152,7 @@ def init_app(app: Flask) -> None:
     def database_error(exc: sa_exc.SQLAlchemyError):
         _rollback()
         if is_database_down(exc):
+            _without_user_lookup()
             locked = "locked" in str(getattr(exc, "orig", ""))
             log.warning("database unavailable: %s", type(exc).__name__)
             detail = (
@@ -171,6 +172,19 @@ def init_app(app: Flask) -> None:
         _rollback()
         log.exception("unhandled error")
         return render_error(500)
+
+
+def _without_user_lookup() -> None:
+    """Render the page as signed out if the user was not loaded yet.
+
+    Looking the user up needs the database that just failed; the error page would fail
+    again instead of saying so.
+    """
+    from flask import g
+    from flask_login import AnonymousUserMixin
+
+    if "_login_user" not in g:
+        g._login_user = AnonymousUserMixin()
 
 
 def _is_ours(exc: HTTPException) -> bool:

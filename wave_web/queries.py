@@ -9,15 +9,22 @@ from __future__ import annotations
 
 import base64
 import binascii
+import math
+import re
+import threading
 import uuid
 from collections.abc import Mapping
 from collections.abc import Sequence
 from dataclasses import dataclass
 from dataclasses import replace
+from decimal import Decimal
 from typing import Any
 
 import orjson
 import sqlalchemy as sa
+from flask import current_app
+from sqlalchemy.sql import operators
+from sqlalchemy.sql.elements import UnaryExpression
 from werkzeug.datastructures import MultiDict
 
 from wave_web import columns
@@ -131,6 +138,7 @@ OPERATORS: dict[str, Operator] = {
         Operator("iexact", "equals (any case)", _TEXT),
         Operator("icontains", "contains (any case)", _TEXT),
         Operator("istartswith", "starts with (any case)", _TEXT),
+        Operator("json", "JSON path = (path:value)", frozenset({"JSON"})),
         Operator("isnull", "is empty", _ALL, needs_value=False),
         Operator("notnull", "is not empty", _ALL, needs_value=False),
     )
@@ -158,6 +166,8 @@ class Filter:
     @property
     def label(self) -> str:
         operator = OPERATORS[self.op]
+        if self.op == "json":
+            return f"{self.column.name}{self.value.label}"
         if not operator.needs_value:
             return f"{self.column.name} {operator.label}"
         return f"{self.column.name} {operator.label} {self.text}"
@@ -175,6 +185,8 @@ def parse_filter(col: GridColumn, op: str, text: str) -> Filter:
         )
     if not operator.needs_value:
         return Filter(col, op)
+    if op == "json":
+        return Filter(col, op, text.strip(), parse_json_match(col, text))
     if col.type in _TEXT:
         if "\x00" in text:
             raise BadQuery(
@@ -189,6 +201,118 @@ def parse_filter(col: GridColumn, op: str, text: str) -> Filter:
             field=f"{col.name}__{op}",
         ) from None
     return Filter(col, op, text.strip(), value)
+
+
+# ----------------------------------------------------------------------
+# JSON path filters: <column>__json=<path>:<value>
+# ----------------------------------------------------------------------
+
+JSON_PATH_STEPS = 8
+_JSON_STEP = re.compile(r"\.?([A-Za-z0-9_-]{1,64})|\[([0-9]{1,6})\]")
+JSON_PATH_HELP = (
+    "write path:value, where the path names object keys (letters, digits, _ and -) "
+    "joined by dots and list items as [n], counted from 0, and the value is a JSON "
+    'number, a "string" in double quotes, true or false; e.g. block:3, '
+    'keys[0]:"f" or trial.ok:true'
+)
+
+
+@dataclass(frozen=True)
+class JsonMatch:
+    """`column <path> = value`: the JSON value at `path` equals a JSON scalar."""
+
+    path: tuple[str | int, ...]
+    value: str | int | float | bool
+
+    @property
+    def label(self) -> str:
+        """The path and value as a chip shows them: .keys[0] = "f"."""
+        steps = "".join(f"[{s}]" if isinstance(s, int) else f".{s}" for s in self.path)
+        return f"{steps} = {orjson.dumps(self.value).decode()}"
+
+
+def parse_json_match(col: GridColumn, text: str) -> JsonMatch:
+    """A JSON path filter's `path:value`, or BadQuery saying how to write it."""
+    field = f"{col.name}__json"
+    path_text, sep, value_text = text.partition(":")
+    path_text, value_text = path_text.strip(), value_text.strip()
+    path = _json_path(path_text) if sep else None
+    if path is None:
+        raise BadQuery(
+            f"Filter {col.name} by JSON path: “{columns.shorten(text)}” is not "
+            f"path:value; {JSON_PATH_HELP}.",
+            field=field,
+        )
+    if len(path) > JSON_PATH_STEPS:
+        raise BadQuery(
+            f"Filter {col.name} by JSON path: the path “{columns.shorten(path_text)}” "
+            f"has {len(path)} steps; at most {JSON_PATH_STEPS} are allowed.",
+            field=field,
+        )
+    try:
+        value = orjson.loads(value_text)
+    except orjson.JSONDecodeError:
+        value = None
+    if (
+        not isinstance(value, str | int | float)
+        or (isinstance(value, float) and not math.isfinite(value))
+        or (isinstance(value, int) and abs(value) >= 2**63)
+        or (isinstance(value, str) and ("\x00" in value or len(value) > 1000))
+    ):
+        raise BadQuery(
+            f"Filter {col.name} by JSON path: “{columns.shorten(value_text)}” "
+            f"is not a value to compare with; {JSON_PATH_HELP}.",
+            field=field,
+        )
+    return JsonMatch(path, value)
+
+
+def _json_path(text: str) -> tuple[str | int, ...] | None:
+    """("keys", 0) for "keys[0]"; None when `text` is not a path."""
+    steps: list[str | int] = []
+    position = 0
+    while position < len(text):
+        found = _JSON_STEP.match(text, position)
+        # a dot separates keys: none before the first key, one before the others
+        if found is None or found.group(0).startswith(".") != bool(
+            steps and found.group(1)
+        ):
+            return None
+        key, index = found.groups()
+        steps.append(key if key is not None else int(index))
+        position = found.end()
+    return tuple(steps) or None
+
+
+def _json_clause(col: sa.ColumnElement, match: JsonMatch) -> sa.ColumnElement[bool]:
+    """The JSON value at the path has the type and value of match.value.
+
+    A key step reads only an object and an index step only a list, on both databases:
+    PostgreSQL's -> with a text or an integer, SQLite's $."key"[n] path (its keys are
+    checked to need no quoting). The type is checked too, so that 1 never equals
+    "1" or true; numbers compare as numbers (1 = 1.0).
+    """
+    value = match.value
+    if db.session.get_bind().dialect.name == "postgresql":
+        parent = col
+        for step in match.path[:-1]:
+            parent = parent[step]
+        kind = sa.func.json_typeof(parent[match.path[-1]])
+        text = parent[match.path[-1]].as_string()
+        if isinstance(value, bool):
+            return sa.and_(kind == "boolean", text == ("true" if value else "false"))
+        if isinstance(value, str):
+            return sa.and_(kind == "string", text == value)
+        number = sa.case((kind == "number", sa.cast(text, sa.Numeric)), else_=None)
+        return number == sa.literal(Decimal(repr(value)), sa.Numeric)
+    path = sa.bindparam(None, match.path, type_=sa.JSON.JSONPathType())
+    kind = sa.func.json_type(col, path)
+    if isinstance(value, bool):
+        return kind == ("true" if value else "false")
+    found = sa.func.json_extract(col, path)
+    if isinstance(value, str):
+        return sa.and_(kind == "text", found == sa.literal(value, sa.String))
+    return sa.and_(kind.in_(["integer", "real"]), found == sa.literal(value))
 
 
 def _like_escape(text: str) -> str:
@@ -207,14 +331,35 @@ def _lower(expr: sa.ColumnElement) -> sa.ColumnElement:
     return sa.func.wave_lower(expr)
 
 
-def filter_clause(table: sa.Table, f: Filter) -> sa.ColumnElement[bool]:
-    """The WHERE clause of one filter; the column comes from the reflected Table."""
-    col = table.c[f.column.name]
+def without_index(col: sa.ColumnElement) -> sa.ColumnElement:
+    """`+col` on SQLite: the same value, but the planner may not use an index on it.
+
+    SQLite keeps no statistics unless ANALYZE ran, so it cannot tell a selective
+    index from a useless one; callers use this where the data says which is worse.
+    Other databases get the column unchanged.
+    """
+    if db.session.get_bind().dialect.name != "sqlite":
+        return col
+    return UnaryExpression(col, operator=operators.custom_op("+"), type_=col.type)
+
+
+def filter_clause(
+    table: sa.Table, f: Filter, indexed: bool = True
+) -> sa.ColumnElement[bool]:
+    """The WHERE clause of one filter; the column comes from the reflected Table.
+
+    `indexed=False` keeps SQLite from reading it through an index (without_index).
+    """
+    col: sa.ColumnElement = table.c[f.column.name]
+    if not indexed:
+        col = without_index(col)
     op = f.op
     if op == "isnull":
         return col.is_(None)
     if op == "notnull":
         return col.is_not(None)
+    if op == "json":
+        return _json_clause(table.c[f.column.name], f.value)
     if op == "exact":
         return col == f.value
     if op == "not":  # "not 5" keeps empty cells, as a researcher expects
@@ -427,8 +572,17 @@ class Page:
     last_cursor: str | None
 
 
-def _where(table: sa.Table, q: RowQuery, experiment_uuid: uuid.UUID | None):
-    clauses = [filter_clause(table, f) for f in q.filters]
+def _where(
+    table: sa.Table,
+    q: RowQuery,
+    experiment_uuid: uuid.UUID | None,
+    in_order: bool = False,
+):
+    """The WHERE clauses of a view; `in_order`: see page_rows."""
+    clauses = [
+        filter_clause(table, f, indexed=not in_order or f.column.name == q.sort)
+        for f in q.filters
+    ]
     if experiment_uuid is not None:
         clauses.insert(0, table.c.experiment_uuid == experiment_uuid)
     return clauses
@@ -488,15 +642,23 @@ def _rows_after(
 
 
 def page_rows(
-    xtype: Any, q: RowQuery, experiment_uuid: uuid.UUID | None = None
+    xtype: Any,
+    q: RowQuery,
+    experiment_uuid: uuid.UUID | None = None,
+    in_order: bool = False,
 ) -> Page:
-    """One page of the grid: after/before the cursor, or the first or last page."""
+    """One page of the grid: after/before the cursor, or the first or last page.
+
+    `in_order`: the filters match so many rows that reading in sort order finds a
+    page of them soon; SQLite is then kept from using an index on a filtered column
+    instead (a range over a large part of the table, then a sort of all of it).
+    """
     table = datatables.reflect(xtype)
     backwards = q.before is not None or q.last
     cursor = None if q.last else q.cursor()
     rows = _rows_after(
         table,
-        _where(table, q, experiment_uuid),
+        _where(table, q, experiment_uuid, in_order),
         table.c[q.sort],
         q.desc != backwards,  # backwards = the reverse order, read forwards
         not backwards,  # empty values come last in both directions, as in a spreadsheet
@@ -597,13 +759,28 @@ def build_grid(
         query = RowQuery.from_args(cols, args)
     except BadQuery as exc:
         return Grid(RowQuery(tuple(cols)), None, total, 0, False, exc)
-    page = page_rows(xtype, query, experiment_uuid)
     matching, capped = total, False
-    if query.filters:
+    if query.filters:  # counted first: the count tells how to read the page
         matching, capped = count_matching(xtype, query, experiment_uuid)
         if capped and (query.last or args.get("_count") == "exact"):
             matching, capped = count_all_matching(xtype, query, experiment_uuid), False
+    in_order = reads_in_order(total, matching, query.size)
+    page = page_rows(xtype, query, experiment_uuid, in_order)
     return Grid(query, page, total, matching, capped)
+
+
+# Rows a page may read in sort order, on average, to find its matches.
+SCAN_BUDGET = 50_000
+
+
+def reads_in_order(total: int, matching: int, size: int) -> bool:
+    """True when a filtered page is best read in sort order, skipping non-matches.
+
+    More than COUNT_CAP matches (a lower bound when the count is capped) spread over
+    `total` rows: a page of `size` meets its rows after about size × total / matching
+    rows. Fewer matches are better found through an index on the filtered column.
+    """
+    return matching >= COUNT_CAP and (size + 1) * total <= SCAN_BUDGET * matching
 
 
 def added_filter(args: MultiDict) -> MultiDict | None:
@@ -635,15 +812,37 @@ class ParticipantSection:
     more: bool
 
 
+PROBES_PER_STATEMENT = 400  # SQLite allows 500 terms in a compound SELECT
+_probe_lock = threading.Lock()
+
+
 def participant_rows(participant_id: str, limit: int = 500) -> list[ParticipantSection]:
-    """Every row of `participant_id`, per type that has experiments (index lookups)."""
-    types = db.session.scalars(
-        sa.select(ExperimentType)
-        .where(sa.exists().where(Experiment.experiment_type_id == ExperimentType.id))
-        .order_by(ExperimentType.name)
+    """Every row of `participant_id`, per type that has some (index lookups only).
+
+    One UNION ALL of EXISTS probes per PROBES_PER_STATEMENT types (those with rows,
+    by the maintained row counts) finds the types with rows of the participant; only
+    their tables are read, up to `limit` rows each (`more` says whether there are
+    others), and their experiments in one more query.
+    """
+    has_rows = sa.exists().where(
+        Experiment.experiment_type_id == ExperimentType.id, Experiment.row_count > 0
+    )
+    types = db.session.execute(
+        sa.select(ExperimentType.id, ExperimentType.table_name)
+        .where(has_rows)
+        .order_by(ExperimentType.id)
     ).all()
-    sections = []
-    for xtype in types:
+    found: set[int] = set()
+    for stmt in _probes(tuple((t.id, t.table_name) for t in types)):
+        found.update(db.session.scalars(stmt, {"participant_id": participant_id}))
+    if not found:
+        return []
+    read = []
+    for xtype in db.session.scalars(
+        sa.select(ExperimentType)
+        .where(ExperimentType.id.in_(found))
+        .order_by(ExperimentType.name)
+    ):
         table = datatables.reflect(xtype)
         stmt = (
             sa.select(table)
@@ -652,18 +851,58 @@ def participant_rows(participant_id: str, limit: int = 500) -> list[ParticipantS
             .limit(limit + 1)
         )
         rows = [dict(r) for r in db.session.execute(stmt).mappings()]
-        if rows:
-            uuids = {r["experiment_uuid"] for r in rows}
-            experiments = {
-                e.uuid: e
-                for e in db.session.scalars(
-                    sa.select(Experiment).where(Experiment.uuid.in_(uuids))
-                )
-            }
-            cols = grid_columns(xtype, with_experiment=True)
-            sections.append(
-                ParticipantSection(
-                    xtype, cols, rows[:limit], experiments, len(rows) > limit
-                )
+        if rows:  # a row may have gone since the probe
+            read.append((xtype, rows))
+    uuids = {r["experiment_uuid"] for _, rows in read for r in rows[:limit]}
+    experiments = _experiments(uuids)
+    return [
+        ParticipantSection(
+            xtype,
+            grid_columns(xtype, with_experiment=True),
+            rows[:limit],
+            {u: experiments[u] for u in {r["experiment_uuid"] for r in rows[:limit]}},
+            len(rows) > limit,
+        )
+        for xtype, rows in read
+    ]
+
+
+def _probes(types: tuple[tuple[int, str], ...]) -> list[sa.CompoundSelect | sa.Select]:
+    """Statements giving the ids of the types with a row of :participant_id.
+
+    Built once per list of (type id, table name) and kept: a statement object caches
+    its own cache key, which for a thousand branches costs more than running it.
+    Table names come from the registry; participant_id is a standard column.
+    """
+    cache = current_app.extensions.setdefault("wave_participant_probes", {})
+    with _probe_lock:
+        found = cache.get(types)
+    if found is not None:
+        return found
+    who = sa.bindparam("participant_id", type_=sa.String)
+    probes = []
+    for type_id, table_name in types:
+        table = sa.table(table_name, sa.column("participant_id", sa.String))
+        probes.append(
+            sa.select(sa.literal(type_id, sa.Integer).label("type_id")).where(
+                sa.exists().where(table.c.participant_id == who)
             )
-    return sections
+        )
+    found = [
+        sa.union_all(*chunk) if len(chunk) > 1 else chunk[0]
+        for chunk in (
+            probes[start : start + PROBES_PER_STATEMENT]
+            for start in range(0, len(probes), PROBES_PER_STATEMENT)
+        )
+    ]
+    with _probe_lock:
+        cache.clear()  # only the newest list of types is worth keeping
+        cache[types] = found
+    return found
+
+
+def _experiments(uuids: set[uuid.UUID]) -> dict[uuid.UUID, Any]:
+    if not uuids:
+        return {}
+    stmt = sa.select(Experiment).where(Experiment.uuid.in_(uuids))
+    return {e.uuid: e for e in db.session.scalars(stmt)}

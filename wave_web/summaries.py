@@ -2,16 +2,23 @@
 
 Per column: non-empty, empty and distinct counts; for numbers and datetimes min, max,
 mean, sample standard deviation and a histogram; for text and booleans the most common
-values. The statements, each one pass over the view's rows:
+values. At most three statements, whatever the number of columns (a type too wide for
+one statement takes more):
 
-1. one aggregate pass: row count, per column count, min, max (and true counts);
-2. one GROUP BY bucket per number or datetime column for its histogram, with the sums
-   of its values in bucket units: mean and sd come from these sums, the same way on both
-   databases (SQLite has no stddev); measuring from the minimum keeps the sum of
-   squares from cancelling out (datetimes in epoch seconds);
-3. distinct counts of numbers and datetimes over at most SAMPLE_ROWS rows;
-4. one GROUP BY per text column for its top values (the distinct count comes with it);
-   TEXT columns, long and mostly unique, look at the first SAMPLE_ROWS rows only.
+1. totals, one pass over the view: row count, per column count, min, max, true count,
+   and on PostgreSQL each number's and datetime's mean and variance (avg, var_samp);
+2. moments, one more pass on SQLite (which has no var_samp), or on PostgreSQL for
+   floats beyond ±1e100: sums of the values and of their squares, measured in
+   histogram bins from the minimum so that they neither cancel out nor overflow;
+3. the sample figures, one statement over the view's first SAMPLE_ROWS rows by id (all
+   of them when the view is no larger): histogram bins (GROUP BY bucket), distinct
+   counts and the most common text values of every column, as one UNION ALL.
+
+Counts, minimum, maximum, mean and sd are exact. Histograms, distinct counts and top
+values of a larger view are approximate, from its first SAMPLE_ROWS rows, and say so
+(`*_sampled`). summarise() caches a summary per process for its view and data version
+(`data_version`): every row write changes the version, so a cached summary is never
+served after a row changed.
 
 Column names come only from the reflected Table; every value is a bound parameter.
 """
@@ -19,30 +26,45 @@ Column names come only from the reflected Table; every value is a bound paramete
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import math
+import threading
 import uuid
+from collections import OrderedDict
+from collections.abc import Iterator
 from collections.abc import Sequence
 from dataclasses import dataclass
+from dataclasses import field
 from dataclasses import replace
 from typing import Any
 
 import sqlalchemy as sa
+from flask import current_app
 
 from wave_web import columns
 from wave_web import datatables
 from wave_web.extensions import db
+from wave_web.models import AuditEntry
+from wave_web.models import Experiment
 from wave_web.queries import GridColumn
 from wave_web.queries import RowQuery
 from wave_web.queries import filter_clause
 from wave_web.queries import format_cell
+from wave_web.queries import without_index
 
 BINS = 20
 TOP_VALUES = 10
-SAMPLE_ROWS = 100_000  # distinct counts of ordered columns, TEXT top values
+SAMPLE_ROWS = 50_000  # histograms, distinct counts and top values of larger views
+CACHE_SIZE = 64  # summaries kept per process
 SKIPPED = frozenset({"id", "experiment_uuid"})
 ORDERED = frozenset({"INTEGER", "FLOAT", "DATETIME"})
 VALUED = frozenset({"STRING", "TEXT", "BOOLEAN"})
+TEXTUAL = frozenset({"STRING", "TEXT"})
 EPOCH = dt.datetime(1970, 1, 1)
+# Result columns per statement and branches per UNION ALL: PostgreSQL allows 1,664
+# result columns, SQLite 2,000 and 500 compound terms; wider types take more passes.
+MAX_AGGREGATES = 600
+MAX_BRANCHES = 200
 
 
 @dataclass(frozen=True)
@@ -80,6 +102,7 @@ class ColumnSummary:
     mean: Any = None  # a datetime for DATETIME columns
     sd: float | None = None  # seconds for DATETIME columns
     bins: tuple[Bin, ...] = ()
+    bins_sampled: bool = False  # bin counts of the first SAMPLE_ROWS rows only
     top: tuple[TopValue, ...] = ()
     top_sampled: bool = False  # top values of the first SAMPLE_ROWS rows only
 
@@ -152,35 +175,150 @@ def duration_text(seconds: float) -> str:
 
 
 # ----------------------------------------------------------------------
-# The pipeline
+# The cache
 # ----------------------------------------------------------------------
+
+_cache_lock = threading.Lock()
+
+
+def data_version(xtype: Any, experiment_uuid: uuid.UUID | None = None) -> bytes:
+    """A digest that changes whenever a row of the experiment (or type) changes.
+
+    Built from experiments.row_count and experiments.updated_at, which every row write
+    changes in its own transaction (datatables.adjust_row_count, touch_experiment),
+    and, as a second line for a writer that forgets the latter, the newest audit entry
+    (row edits, deletes and imports are audited). One query on indexed columns; the
+    data table is not read.
+    """
+    newest_entry = sa.select(sa.func.max(AuditEntry.id)).scalar_subquery()
+    stmt = sa.select(
+        Experiment.uuid, Experiment.row_count, Experiment.updated_at, newest_entry
+    )
+    if experiment_uuid is not None:
+        stmt = stmt.where(Experiment.uuid == experiment_uuid)
+    else:
+        stmt = stmt.where(Experiment.experiment_type_id == xtype.id)
+    found = sorted(repr(tuple(row)) for row in db.session.execute(stmt))
+    return hashlib.sha256(repr(found).encode()).digest()
+
+
+def _cache() -> OrderedDict[tuple, tuple[bytes, tuple[ColumnSummary, ...]]]:
+    return current_app.extensions.setdefault("wave_summaries", OrderedDict())
+
+
+def _cache_key(xtype: Any, query: RowQuery, experiment_uuid: uuid.UUID | None) -> tuple:
+    """What a summary depends on besides the data: type, scope, filters, columns."""
+    return (
+        xtype.id,
+        xtype.table_name,
+        xtype.schema_version,
+        repr(xtype.created_at),
+        experiment_uuid,
+        tuple((f.param, f.text) for f in query.filters),
+        tuple(c.name for c in query.visible_columns),
+        SAMPLE_ROWS,
+    )
 
 
 def summarise(
     xtype: Any, query: RowQuery, experiment_uuid: uuid.UUID | None = None
 ) -> list[ColumnSummary]:
-    """Summaries of the view's visible columns (not id, experiment_uuid), in order."""
+    """Summaries of the view's visible columns (not id, experiment_uuid), in order.
+
+    Served from the cache while the data version is unchanged. The version is read
+    before the rows, so a summary is never stored under a version older than the data
+    it was computed from.
+    """
+    version = data_version(xtype, experiment_uuid)
+    key = _cache_key(xtype, query, experiment_uuid)
+    with _cache_lock:
+        cached = _cache().get(key)
+        if cached is not None and cached[0] == version:
+            _cache().move_to_end(key)
+            return list(cached[1])
+    found = compute(xtype, query, experiment_uuid)
+    with _cache_lock:
+        cache = _cache()
+        cache[key] = (version, tuple(found))
+        cache.move_to_end(key)
+        while len(cache) > CACHE_SIZE:
+            cache.popitem(last=False)
+    return found
+
+
+# ----------------------------------------------------------------------
+# The pipeline
+# ----------------------------------------------------------------------
+
+
+def compute(
+    xtype: Any, query: RowQuery, experiment_uuid: uuid.UUID | None = None
+) -> list[ColumnSummary]:
+    """The summaries, computed now (summarise() caches them)."""
     table = datatables.reflect(xtype)
     where = [filter_clause(table, f) for f in query.filters]
     if experiment_uuid is not None:
-        where.insert(0, table.c.experiment_uuid == experiment_uuid)
+        where.insert(0, _experiment_clause(xtype, table, query, experiment_uuid))
     cols = [c for c in query.visible_columns if c.name not in SKIPPED]
     rows, totals = _totals(table, where, cols)
     scales = {c.name: _scale(c, totals[c.name]) for c in cols if c.type in ORDERED}
-    moments = _histograms(table, where, [s for s in scales.values() if s])
-    distinct = _distinct_counts(table, where, list(scales.values()), rows)
+    binned = [s for s in scales.values() if s and s.bins]
+    moments = {n: t["moments"] for n, t in totals.items() if t.get("moments")}
+    missing = [s for s in binned if s.column.name not in moments]
+    moments.update(_moments(table, where, missing, totals))
+    sampled = rows > SAMPLE_ROWS
+    figures = _sample_figures(table, where, cols, scales, sampled)
     out = []
     for col in cols:
         t = totals[col.name]
         summary = ColumnSummary(col, rows, t["count"], rows - t["count"])
         if col.type in ORDERED:
-            summary = _ordered(summary, t, scales[col.name], moments, distinct)
+            summary = _ordered(summary, t, scales[col.name], moments, figures, sampled)
         elif col.type == "BOOLEAN":
             summary = _boolean(summary, t["true"])
-        elif col.type in VALUED:
-            summary = _top_values(table, where, summary)
+        elif col.type in TEXTUAL:
+            summary = _top_values(summary, figures, sampled)
         out.append(summary)
     return out
+
+
+def _experiment_clause(
+    xtype: Any, table: sa.Table, query: RowQuery, experiment_uuid: uuid.UUID
+) -> sa.ColumnElement[bool]:
+    """experiment_uuid = :uuid, read by a scan on SQLite when the index is worse.
+
+    SQLite (unlike PostgreSQL, which keeps statistics) takes the experiment_uuid
+    index for every pass; when the experiment holds a large part of its table, a row
+    lookup per index entry makes a pass about three times slower than a plain scan.
+    Not when a filter can use an (experiment_uuid, column, id) index: it may select
+    few rows.
+    """
+    column: sa.ColumnElement = table.c.experiment_uuid
+    indexed = datatables.sort_indexed_columns(table)
+    if db.session.get_bind().dialect.name == "sqlite" and not any(
+        f.column.name in indexed for f in query.filters
+    ):
+        counts = sa.select(
+            sa.func.coalesce(
+                sa.func.sum(
+                    sa.case(
+                        (Experiment.uuid == experiment_uuid, Experiment.row_count),
+                        else_=0,
+                    )
+                ),
+                0,
+            ),
+            sa.func.coalesce(sa.func.sum(Experiment.row_count), 0),
+        ).where(Experiment.experiment_type_id == xtype.id)
+        mine, everything = db.session.execute(counts).one()
+        if mine * 4 >= everything:
+            column = without_index(column)
+    return column == experiment_uuid
+
+
+def _chunks(items: Sequence, size: int) -> Iterator[Sequence]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
 
 
 def _totals(
@@ -190,21 +328,70 @@ def _totals(
     parts: list[tuple[str, str, sa.ColumnElement]] = []
     for col in cols:
         c = table.c[col.name]
-        parts.append((col.name, "count", sa.func.count(c)))
+        if col.nullable:  # a required column has a value in every row
+            parts.append((col.name, "count", sa.func.count(c)))
         if col.type in ORDERED:
             parts += [
                 (col.name, "min", sa.func.min(c)),
                 (col.name, "max", sa.func.max(c)),
             ]
+            if _is_postgresql():
+                parts += _pg_moment_parts(col, c)
         elif col.type == "BOOLEAN":
             true = sa.func.coalesce(sa.func.sum(sa.case((c, 1), else_=0)), 0)
             parts.append((col.name, "true", true))
-    stmt = sa.select(sa.func.count(), *(expr for _, _, expr in parts)).where(*where)
-    row = db.session.execute(stmt.select_from(table)).one()
     totals: dict[str, dict[str, Any]] = {c.name: {} for c in cols}
-    for (name, key, _), value in zip(parts, row[1:], strict=True):
-        totals[name][key] = value
-    return row[0], totals
+    rows = 0
+    for chunk in _chunks(parts, MAX_AGGREGATES) if parts else [[]]:
+        stmt = sa.select(sa.func.count(), *(expr for _, _, expr in chunk)).where(*where)
+        row = db.session.execute(stmt.select_from(table)).one()
+        rows = row[0]
+        for (name, key, _), value in zip(chunk, row[1:], strict=True):
+            totals[name][key] = value
+    for col in cols:
+        t = totals[col.name]
+        t.setdefault("count", rows)
+        if "mean" in t:  # PostgreSQL
+            n, mean, variance = (
+                t.pop("tame", t["count"]),
+                t.pop("mean"),
+                t.pop("variance"),
+            )
+            if n == t["count"] > 1:  # else: _moments
+                t["moments"] = _Moments(mean, variance)
+    return rows, totals
+
+
+# |x| below this: PostgreSQL's running sums for avg and var_samp (about x² n²) cannot
+# overflow, which would be an error there, not infinity.
+PG_MOMENT_LIMIT = 1e100
+
+
+def _pg_moment_parts(
+    col: GridColumn, c: sa.ColumnElement
+) -> list[tuple[str, str, sa.ColumnElement]]:
+    """PostgreSQL's mean and sample variance of a column, for the totals pass.
+
+    avg and var_samp share one running state (Youngs–Cramer: no cancellation). Huge
+    floats are left out and counted: when any is, _moments measures in bins instead.
+    """
+    x = _epoch_seconds(c) if col.type == "DATETIME" else sa.cast(c, sa.Float)
+    if col.type != "FLOAT":  # integers and datetimes are far from the limit
+        return [
+            (col.name, "mean", sa.func.avg(x)),
+            (col.name, "variance", sa.func.var_samp(x)),
+        ]
+    tame = sa.and_(c > -PG_MOMENT_LIMIT, c < PG_MOMENT_LIMIT)
+    return [
+        (col.name, "mean", sa.func.avg(x).filter(tame)),
+        (col.name, "variance", sa.func.var_samp(x).filter(tame)),
+        (col.name, "tame", sa.func.count(c).filter(tame)),
+    ]
+
+
+def _epoch_seconds(c: sa.ColumnElement) -> sa.ColumnElement:
+    """A naive UTC timestamp as seconds since 1970 (PostgreSQL)."""
+    return sa.func.date_part("epoch", c - sa.literal(EPOCH, sa.DateTime))
 
 
 # ----------------------------------------------------------------------
@@ -246,9 +433,9 @@ def _is_postgresql() -> bool:
     return db.session.get_bind().dialect.name == "postgresql"
 
 
-def _offset(table: sa.Table, s: _Scale) -> sa.ColumnElement:
+def _offset(source: sa.FromClause, s: _Scale) -> sa.ColumnElement:
     """x - minimum as a double: seconds for datetimes (stored as naive UTC)."""
-    c = table.c[s.column.name]
+    c = source.c[s.column.name]
     if s.column.type != "DATETIME":
         return sa.cast(c, sa.Float) - sa.literal(s.low, sa.Float)
     if _is_postgresql():  # epoch of an interval: cheaper than of a timestamp, exact
@@ -257,14 +444,14 @@ def _offset(table: sa.Table, s: _Scale) -> sa.ColumnElement:
     return epoch - sa.literal(s.low, sa.Float)
 
 
-def _units(table: sa.Table, s: _Scale) -> sa.ColumnElement:
+def _units(source: sa.FromClause, s: _Scale) -> sa.ColumnElement:
     """(x - minimum + width) / width: the value in bin widths, plus one.
 
     The added width keeps every intermediate ≥ 1, because PostgreSQL raises an error
     (not 0) when a product or quotient of doubles underflows, e.g. 1e-200 squared.
     """
     width = sa.literal(s.width, sa.Float)
-    return (_offset(table, s) + width) / width
+    return (_offset(source, s) + width) / width
 
 
 def _bucket(units: sa.ColumnElement) -> sa.ColumnElement:
@@ -274,54 +461,48 @@ def _bucket(units: sa.ColumnElement) -> sa.ColumnElement:
     return sa.cast(units, sa.Integer)
 
 
-@dataclass
+@dataclass(frozen=True)
 class _Moments:
-    bins: list[int]
-    sum: float = 0.0  # of the values in bin widths, plus one (see _units)
-    sum_sq: float = 0.0
+    """Mean and sample variance of a column's values (seconds for datetimes)."""
+
+    mean: float
+    variance: float
 
 
-def _histogram_statement(table: sa.Table, where: list, s: _Scale) -> sa.Select:
-    """bucket, count, sum(units), sum(units²) of one column, GROUP BY bucket.
-
-    PostgreSQL estimates the groups of floor(f(x)) as the distinct values of x (a
-    million for timestamps) and then neither hashes nor works in parallel. Joining
-    the bucket to the list of bucket numbers makes the estimate that list's length.
-    """
-    units = _units(table, s)
-    bucket = _bucket(units)
-    source: sa.FromClause = table
-    if _is_postgresql():
-        numbers = sa.values(sa.column("k", sa.Integer), name="buckets").data(
-            [(k,) for k in range(-1, s.bins + 3)]
-        )
-        source = table.join(numbers, numbers.c.k == bucket)
-        bucket = numbers.c.k
-    return (
-        sa.select(
-            bucket, sa.func.count(), sa.func.sum(units), sa.func.sum(units * units)
-        )
-        .select_from(source)
-        .where(*where, table.c[s.column.name].is_not(None))
-        .group_by(bucket)
-    )
-
-
-def _histograms(
-    table: sa.Table, where: list, scales: Sequence[_Scale]
+def _moments(
+    table: sa.Table,
+    where: list,
+    scales: Sequence[_Scale],
+    totals: dict[str, dict[str, Any]],
 ) -> dict[str, _Moments]:
-    """Bin counts and the sums for mean and sd: one GROUP BY bucket per column.
+    """Mean and variance of columns measured in bins from the minimum: one pass.
 
-    The bucket of the maximum (and of a value a rounding error off either end) is
-    clamped into the first or last bin here.
+    Sums of the units (see _units) and of their squares; an extra pass on SQLite,
+    which has no var_samp, and on PostgreSQL for columns of huge floats. SQLite reads
+    the units from a subquery that OFFSET keeps from being merged into the sums, so
+    they are computed once per row rather than once per sum.
     """
-    out = {}
-    for s in (s for s in scales if s.bins):
-        m = out[s.column.name] = _Moments([0] * s.bins)
-        for b, n, total, total_sq in _bucket_rows(table, where, s):
-            m.bins[min(max(b - 1, 0), s.bins - 1)] += n
-            m.sum += total
-            m.sum_sq += total_sq
+    out: dict[str, _Moments] = {}
+    for chunk in _chunks(scales, MAX_AGGREGATES // 2):
+        inner = (
+            sa.select(*(_units(table, s).label(f"u{i}") for i, s in enumerate(chunk)))
+            .where(*where)
+            .offset(0)
+            .subquery()
+        )
+        parts = []
+        for i in range(len(chunk)):
+            u = inner.c[f"u{i}"]
+            parts += [sa.func.sum(u), sa.func.sum(u * u)]
+        row = db.session.execute(sa.select(*parts)).one()
+        for i, s in enumerate(chunk):
+            n = totals[s.column.name]["count"]
+            total, total_sq = row[2 * i], row[2 * i + 1]
+            mean = total / n
+            variance = max(total_sq - total * mean, 0.0) / (n - 1)
+            out[s.column.name] = _Moments(
+                s.low + s.width * (mean - 1), s.width * s.width * variance
+            )
     return out
 
 
@@ -329,34 +510,127 @@ def _one_bin_per_value(s: _Scale) -> bool:
     return s.column.type == "INTEGER" and s.width == 1
 
 
-def _bucket_rows(table: sa.Table, where: list, s: _Scale):
-    """(bucket, count, sum, sum of squares) rows of one column's histogram."""
-    if not _one_bin_per_value(s):
-        return db.session.execute(_histogram_statement(table, where, s))
-    # one bin per value (a rating, a level): count the values, sum them exactly here
-    c = table.c[s.column.name]
-    stmt = sa.select(c, sa.func.count()).where(*where, c.is_not(None)).group_by(c)
-    units = ((value - s.low + 1, n) for value, n in db.session.execute(stmt))
-    return [(u, n, u * n, u * u * n) for u, n in units]
+# ----------------------------------------------------------------------
+# The sample: histograms, distinct counts, top values
+# ----------------------------------------------------------------------
 
 
-def _distinct_counts(
-    table: sa.Table, where: list, scales: Sequence[_Scale | None], rows: int
-) -> dict[str, int]:
-    """Distinct values of numbers and datetimes, in the first SAMPLE_ROWS rows.
+@dataclass
+class _Figures:
+    """What the sample statement found, per column name."""
 
-    Not for columns of one value or none, nor for those with a bin per value.
+    bins: dict[str, list[int]] = field(default_factory=dict)
+    distinct: dict[str, int] = field(default_factory=dict)
+    top: dict[str, list[tuple[str, int]]] = field(default_factory=dict)
+
+
+def _sample_figures(
+    table: sa.Table,
+    where: list,
+    cols: Sequence[GridColumn],
+    scales: dict[str, _Scale | None],
+    sampled: bool,
+) -> _Figures:
+    """Bins, distinct counts and top values over the view's first SAMPLE_ROWS rows.
+
+    One UNION ALL per statement over one CTE (materialised once, being read by every
+    branch). Each result row is (kind, column number, bucket, value, count).
     """
-    wanted = [s.column for s in scales if s and not _one_bin_per_value(s)]
-    if not wanted:
-        return {}
-    inner = sa.select(*(table.c[c.name] for c in wanted)).where(*where)
-    if rows > SAMPLE_ROWS:
+    binned = [s for s in scales.values() if s and s.bins]
+    counted = [s for s in scales.values() if s and not _one_bin_per_value(s)]
+    texts = [c for c in cols if c.type in TEXTUAL]
+    figures = _Figures({s.column.name: [0] * s.bins for s in binned})
+    names = list(
+        dict.fromkeys(
+            [s.column.name for s in binned + counted] + [c.name for c in texts]
+        )
+    )
+    if not names:
+        return figures
+    inner = sa.select(*(table.c[n] for n in names)).where(*where)
+    if sampled:
         inner = inner.order_by(table.c.id).limit(SAMPLE_ROWS)
-    sample = inner.subquery()
-    stmt = sa.select(*(sa.func.count(sa.distinct(sample.c[c.name])) for c in wanted))
-    counts = db.session.execute(stmt).one()
-    return {c.name: n for c, n in zip(wanted, counts, strict=True)}
+    sample = inner.cte("summary_sample")
+    number = {n: i for i, n in enumerate(names)}
+    branches = [_bin_branch(sample, s, number) for s in binned]
+    branches += [_distinct_branch(sample, s, number) for s in counted]
+    branches += [_top_branch(sample, c, number) for c in texts]
+    for chunk in _chunks(branches, MAX_BRANCHES):
+        stmt = sa.union_all(*chunk) if len(chunk) > 1 else chunk[0]
+        for kind, i, bucket, value, n in db.session.execute(stmt):
+            _take(figures, names[i], kind, bucket, value, n)
+    return figures
+
+
+def _row(kind: int, i: int, bucket: Any, value: Any, n: Any) -> sa.Select:
+    """One branch's columns: (kind, column number, bucket, value, count)."""
+    return sa.select(
+        sa.literal(kind, sa.Integer).label("kind"),
+        sa.literal(i, sa.Integer).label("col"),
+        sa.cast(bucket, sa.BigInteger).label("bucket"),
+        sa.cast(value, sa.Text).label("value"),
+        sa.cast(n, sa.BigInteger).label("n"),
+    )
+
+
+_BIN, _DISTINCT, _TOP = 1, 2, 3
+
+
+def _bin_branch(sample: sa.CTE, s: _Scale, number: dict[str, int]) -> sa.Select:
+    bucket = _bucket(_units(sample, s))
+    c = sample.c[s.column.name]
+    return (
+        _row(_BIN, number[s.column.name], bucket, sa.null(), sa.func.count())
+        .select_from(sample)
+        .where(c.is_not(None))
+        .group_by(bucket)
+    )
+
+
+def _distinct_branch(sample: sa.CTE, s: _Scale, number: dict[str, int]) -> sa.Select:
+    n = sa.func.count(sa.distinct(sample.c[s.column.name]))
+    return _row(_DISTINCT, number[s.column.name], sa.null(), sa.null(), n).select_from(
+        sample
+    )
+
+
+def _top_branch(sample: sa.CTE, col: GridColumn, number: dict[str, int]) -> sa.Select:
+    """The TOP_VALUES most common values (ties by value) and the distinct count."""
+    value = sample.c[col.name]
+    n = sa.func.count()
+    top = (
+        sa.select(value.label("v"), n.label("n"), sa.func.count().over().label("d"))
+        .select_from(sample)
+        .where(value.is_not(None))
+        .group_by(value)
+        .order_by(n.desc(), value)
+        .limit(TOP_VALUES)
+        .subquery()
+    )
+    return _row(_TOP, number[col.name], top.c.d, top.c.v, top.c.n).select_from(top)
+
+
+def _take(
+    figures: _Figures,
+    name: str,
+    kind: int,
+    bucket: int | None,
+    value: str | None,
+    n: int,
+) -> None:
+    """File one result row of the sample statement under its column.
+
+    The bucket of the maximum (and of a value a rounding error off either end) is
+    clamped into the first or last bin.
+    """
+    if kind == _BIN:
+        bins = figures.bins[name]
+        bins[min(max(bucket - 1, 0), len(bins) - 1)] += n
+    elif kind == _DISTINCT:
+        figures.distinct[name] = n
+    else:  # top value: the bucket column carries the distinct count
+        figures.top.setdefault(name, []).append((value, n))
+        figures.distinct[name] = bucket
 
 
 def _ordered(
@@ -364,7 +638,8 @@ def _ordered(
     t: dict[str, Any],
     scale: _Scale | None,
     moments: dict[str, _Moments],
-    distinct: dict[str, int],
+    figures: _Figures,
+    sampled: bool,
 ) -> ColumnSummary:
     n = summary.count
     fields: dict[str, Any] = {"minimum": t["min"], "maximum": t["max"]}
@@ -374,29 +649,24 @@ def _ordered(
             label = format_cell(summary.column, t["min"])
             fields["bins"] = (Bin(t["min"], t["max"], n, label),)
         return replace(summary, **fields)
+    name = summary.column.name
+    fields["distinct_sampled"] = sampled
     if not scale.bins:  # values near ±1e308: too wide to bin or average in doubles
-        sampled = summary.rows > SAMPLE_ROWS
-        return replace(
-            summary,
-            distinct=distinct[summary.column.name],
-            distinct_sampled=sampled,
-            **fields,
-        )
-    m = moments[summary.column.name]
+        return replace(summary, distinct=figures.distinct[name], **fields)
+    counts = figures.bins[name]
     if _one_bin_per_value(scale):
-        fields["distinct"] = sum(1 for count in m.bins if count)
+        fields["distinct"] = sum(1 for count in counts if count)
     else:
-        fields["distinct"] = distinct[summary.column.name]
-        fields["distinct_sampled"] = summary.rows > SAMPLE_ROWS
-    mean_units = m.sum / n
-    var_units = max(m.sum_sq - m.sum * mean_units, 0.0) / (n - 1)
-    mean = scale.low + scale.width * (mean_units - 1)
+        fields["distinct"] = figures.distinct[name]
+    m = moments[name]
+    mean = m.mean
     if summary.column.type == "DATETIME":
         mean = EPOCH + dt.timedelta(seconds=mean)
     fields.update(
         mean=mean,
-        sd=scale.width * math.sqrt(var_units),
-        bins=tuple(_bins(scale, m.bins)),
+        sd=math.sqrt(max(m.variance, 0.0)),
+        bins=tuple(_bins(scale, counts)),
+        bins_sampled=sampled,
     )
     return replace(summary, **fields)
 
@@ -448,33 +718,20 @@ def _boolean(summary: ColumnSummary, true: int) -> ColumnSummary:
     return replace(summary, distinct=len(top), top=top)
 
 
-def _top_values(table: sa.Table, where: list, summary: ColumnSummary) -> ColumnSummary:
-    """The TOP_VALUES most common values (ties by value) and the distinct count."""
+def _top_values(
+    summary: ColumnSummary, figures: _Figures, sampled: bool
+) -> ColumnSummary:
+    """The TOP_VALUES most common values (ties by value) and the distinct count.
+
+    Text sorts by code point in Python as in both databases (COLLATE "C", BINARY).
+    """
     name = summary.column.name
-    sampled = summary.column.type == "TEXT" and summary.rows > SAMPLE_ROWS
-    source: sa.FromClause = table
-    if sampled:  # long free text: grouping a million mostly unique values is slow
-        inner = sa.select(table.c[name]).where(*where)
-        source = inner.order_by(table.c.id).limit(SAMPLE_ROWS).subquery()
-        where = []
-    value = source.c[name]
-    n = sa.func.count()
-    stmt = (
-        sa.select(value, n, sa.func.count().over())
-        .select_from(source)
-        .where(*where, value.is_not(None))
-        .group_by(value)
-        .order_by(n.desc(), value)
-        .limit(TOP_VALUES)
-    )
-    found = db.session.execute(stmt).all()
-    top = tuple(_top(summary.column, v, c) for v, c, _ in found)
-    distinct = found[0][2] if found else 0
+    found = sorted(figures.top.get(name, []), key=lambda vc: (-vc[1], vc[0]))
     return replace(
         summary,
-        distinct=distinct,
+        distinct=figures.distinct.get(name, 0),
         distinct_sampled=sampled,
-        top=top,
+        top=tuple(_top(summary.column, v, c) for v, c in found),
         top_sampled=sampled,
     )
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 from playwright.sync_api import expect
+from tests.browser.conftest import signed_in_cookie
 
 pytestmark = pytest.mark.browser
 
@@ -31,8 +32,11 @@ def test_enter_adds_a_column_and_focuses_it_with_htmx(page, live_url):
     assert page.locator("table code", has_text="correct").count() == 1
 
 
-def test_enter_adds_a_column_and_focuses_it_without_javascript(browser, live_url):
+def test_enter_adds_a_column_and_focuses_it_without_javascript(
+    browser, live_app, live_url
+):
     context = browser.new_context(java_script_enabled=False)
+    context.add_cookies([signed_in_cookie(live_app, live_url)])
     page = context.new_page()
     try:
         page.goto(f"{live_url}/types/new")

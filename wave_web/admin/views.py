@@ -20,6 +20,7 @@ from flask_login import current_user
 from wave_web import accounts
 from wave_web import audit
 from wave_web.access import requires
+from wave_web.access import signed_in_user
 from wave_web.admin import bp
 from wave_web.errors import InvalidValue
 from wave_web.errors import WaveError
@@ -144,7 +145,7 @@ def create_key():
                 form.get("label", ""),
                 form.get("role", ""),
                 _expiry(form.get("expires", "")),
-                current_user._get_current_object(),
+                signed_in_user(),
             )
             db.session.commit()
         except WaveError as exc:

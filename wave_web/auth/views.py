@@ -22,6 +22,7 @@ from wave_web.access import SESSION_KEY
 from wave_web.access import public
 from wave_web.access import requires
 from wave_web.access import safe_next
+from wave_web.access import signed_in_user
 from wave_web.auth import bp
 from wave_web.errors import WaveError
 from wave_web.extensions import db
@@ -126,7 +127,7 @@ def logout():
 def password():
     form, errors = request.form, {}
     if request.method == "POST":
-        user = current_user._get_current_object()
+        user = signed_in_user()
         try:
             if form.get("password", "") != form.get("confirm", ""):
                 raise WaveError("The two new passwords differ.", field="confirm")

@@ -13,11 +13,13 @@ from wave_web import catalog
 from wave_web import queries
 from wave_web import schema
 from wave_web import summaries
+from wave_web.access import requires
 from wave_web.data import bp
 from wave_web.htmx import is_htmx
 
 
 @bp.get("/experiments/<experiment_uuid>/summary")
+@requires("viewer")
 def experiment_summary(experiment_uuid: str):
     experiment = catalog.get_experiment(experiment_uuid)
     grid_url = url_for("experiments.show", experiment_uuid=experiment.uuid)
@@ -27,6 +29,7 @@ def experiment_summary(experiment_uuid: str):
 
 
 @bp.get("/types/<int(max=2147483647):type_id>/summary")
+@requires("viewer")
 def type_summary(type_id: int):
     xtype = schema.get_type(type_id)
     grid_url = url_for(".type_rows", type_id=type_id)

@@ -8,6 +8,7 @@ from flask import url_for
 
 from wave_web import queries
 from wave_web import schema
+from wave_web.access import requires
 from wave_web.data import bp
 from wave_web.errors import bad_request
 from wave_web.gridview import canonical_redirect
@@ -15,6 +16,7 @@ from wave_web.gridview import render_grid
 
 
 @bp.get("/types/<int(max=2147483647):type_id>/rows")
+@requires("viewer")
 def type_rows(type_id: int):
     xtype = schema.get_type(type_id)
     base_url = url_for(".type_rows", type_id=type_id)
@@ -27,6 +29,7 @@ def type_rows(type_id: int):
 
 
 @bp.get("/participants/<path:participant_id>")
+@requires("viewer")
 def participant(participant_id: str):
     if len(participant_id) > 100:
         raise bad_request("A participant id has at most 100 characters.")

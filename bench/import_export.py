@@ -1,0 +1,492 @@
+#!/usr/bin/env python3
+"""CSV import and export at scale (issue 5, design §10); run by hand, not a test.
+
+Generates N rows with ../shared/bench/gen_csv.py (participant_id plus one column of
+each type), then per database:
+
+export (this part): loads the rows straight into one experiment (PostgreSQL: COPY …
+FROM STDIN; SQLite: executemany in one transaction), measures raw
+`COPY (SELECT * …) TO STDOUT` through psycopg2 into a null sink as the baseline, then
+the app's download `/experiments/<uuid>/export.csv` through the Flask test client,
+iterating the streamed response. Each export runs in a fresh subprocess per size (the
+first 200,000 rows through an `id__lte` view, then all rows), which reports its time,
+time to first byte, rows and bytes received and its peak RSS growth (VmHWM after the
+export minus VmRSS before it, peak reset through /proc/self/clear_refs).
+
+import: to be measured by the import half (keys left `nan` until then).
+
+The last line is
+
+    RESULT import_pg_rows_per_s=… import_pg_copy_ratio=… import_sqlite_rows_per_s=…
+           export_pg_rows_per_s=… import_peak_rss_mb=…
+
+usage: python bench/import_export.py [--rows N] [--database both|postgresql|sqlite]
+                                     [--gen PATH] [--csv PATH]
+PostgreSQL: WAVE_BENCH_DATABASE_URL (default postgresql://postgres@127.0.0.1:5432/test),
+in a throwaway schema dropped at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import csv
+import datetime as dt
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+from urllib.parse import urlencode
+
+import sqlalchemy as sa
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from wave_web import catalog  # noqa: E402
+from wave_web import columns  # noqa: E402
+from wave_web import create_app  # noqa: E402
+from wave_web import datatables  # noqa: E402
+from wave_web import schema  # noqa: E402
+from wave_web.columns import ColumnDef  # noqa: E402
+from wave_web.config import normalise_database_url  # noqa: E402
+from wave_web.extensions import db  # noqa: E402
+from wave_web.models import Experiment  # noqa: E402
+
+GENERATOR = ROOT.parent / "shared" / "bench" / "gen_csv.py"
+DEFAULT_PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
+RESULT_KEYS = (
+    "import_pg_rows_per_s",
+    "import_pg_copy_ratio",
+    "import_sqlite_rows_per_s",
+    "export_pg_rows_per_s",
+    "import_peak_rss_mb",
+)
+SMALL_SIZE = 200_000  # the memory check compares this many rows with all of them
+BATCH = 10_000
+
+# The generator's columns, in its order (participant_id first, then these).
+BENCH_COLUMNS = (
+    ColumnDef("reaction_time", "FLOAT"),
+    ColumnDef("accuracy", "FLOAT"),
+    ColumnDef("difficulty_level", "INTEGER"),
+    ColumnDef("stimulus_type", "STRING"),
+    ColumnDef("correct", "BOOLEAN"),
+    ColumnDef("response_at", "DATETIME"),
+    ColumnDef("notes", "TEXT"),
+    ColumnDef("extra", "JSON"),
+)
+
+
+def main() -> None:
+    if len(sys.argv) > 1 and sys.argv[1] == "--export-child":
+        export_child(json.loads(sys.argv[2]))
+        return
+    args = parse_args()
+    results: dict[str, float] = {key: math.nan for key in RESULT_KEYS}
+    csv_path, tmpdir = args.csv, None
+    if csv_path is None:
+        tmpdir = tempfile.mkdtemp(prefix="wave_bench_csv_")
+        csv_path = Path(tmpdir) / "rows.csv"
+    try:
+        if not csv_path.exists() or csv_rows(csv_path) != args.rows:
+            seconds = timed(lambda: generate(args.gen, csv_path, args.rows))
+            print(f"generate: {args.rows:,} rows in {seconds:.1f} s", flush=True)
+        for backend in backends(args.database):
+            with database_url(backend) as url:
+                results.update(run_export(backend, url, csv_path, args))
+                # The import half adds its measurements here (run_import).
+    finally:
+        if tmpdir:
+            shutil.rmtree(tmpdir, ignore_errors=True)
+    print("RESULT " + " ".join(f"{k}={fmt(results[k])}" for k in RESULT_KEYS))
+
+
+def parse_args() -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--rows", type=int, default=1_000_000)
+    p.add_argument(
+        "--database", choices=("both", "postgresql", "sqlite"), default="both"
+    )
+    p.add_argument("--gen", type=Path, default=GENERATOR, help="gen_csv.py to use")
+    p.add_argument("--csv", type=Path, help="reuse (or keep) the generated CSV here")
+    p.add_argument(
+        "--reps", type=int, default=3, help="runs per measurement; the best counts"
+    )
+    args = p.parse_args()
+    if args.rows < 1:
+        p.error("--rows must be at least 1")
+    return args
+
+
+def backends(choice: str) -> list[str]:
+    return ["postgresql", "sqlite"] if choice == "both" else [choice]
+
+
+def fmt(value: float) -> str:
+    if math.isnan(value):
+        return "nan"
+    return f"{value:.0f}" if abs(value) >= 100 else f"{value:.3g}"
+
+
+def timed(fn: Callable[[], Any]) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def generate(generator: Path, path: Path, rows: int) -> None:
+    if not generator.exists():
+        sys.exit(f"generator not found: {generator} (use --gen PATH)")
+    subprocess.run([sys.executable, str(generator), str(rows), str(path)], check=True)
+
+
+def csv_rows(path: Path) -> int:
+    with open(path, newline="", encoding="utf-8") as f:
+        return sum(1 for _ in csv.reader(f)) - 1
+
+
+@contextlib.contextmanager
+def database_url(backend: str) -> Iterator[str]:
+    """An empty database: SQLite in a temp dir, or a throwaway PostgreSQL schema."""
+    if backend == "sqlite":
+        tmp = tempfile.mkdtemp(prefix="wave_bench_")
+        try:
+            yield f"sqlite:///{tmp}/bench.db"
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        return
+    base = os.environ.get("WAVE_BENCH_DATABASE_URL", DEFAULT_PG_URL)
+    name = f"bench_{uuid.uuid4().hex[:10]}"
+    admin = sa.create_engine(normalise_database_url(base), isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.schema.CreateSchema(name))
+    try:
+        sep = "&" if "?" in base else "?"
+        yield f"{base}{sep}options={quote(f'-csearch_path={name}')}"
+    finally:
+        with admin.connect() as conn:
+            conn.execute(sa.schema.DropSchema(name, cascade=True))
+        admin.dispose()
+
+
+def make_app(url: str):
+    return create_app(
+        {"SQLALCHEMY_DATABASE_URI": url, "SECRET_KEY": "bench", "TESTING": True}
+    )
+
+
+# ----------------------------------------------------------------------
+# Loading (straight into the table, not through the app's import)
+# ----------------------------------------------------------------------
+
+
+def load_rows(backend: str, url: str, csv_path: Path) -> tuple[int, str]:
+    """A type with the generator's columns, one experiment holding every row."""
+    app = make_app(url)
+    try:
+        with app.app_context():
+            xtype = schema.create_type(
+                "Bench trials", "", "bench_trials", BENCH_COLUMNS
+            )
+            experiment = catalog.create_experiment(xtype, "Bench export", [], {})
+            load = load_postgresql if backend == "postgresql" else load_sqlite
+            rows = load(xtype, experiment.uuid, csv_path)
+            if backend == "postgresql":
+                analyse(xtype.table_name)
+            return rows, str(experiment.uuid)
+    finally:
+        dispose(app)
+
+
+def dispose(app) -> None:
+    with app.app_context():
+        db.session.remove()
+        db.engine.dispose()
+
+
+def load_postgresql(xtype, experiment_uuid: uuid.UUID, path: Path) -> int:
+    """COPY the CSV in; the standard columns come from defaults set for the load.
+
+    JSON goes in as the generator wrote it (json.dumps, with spaces); the app stores
+    the compact form, so the text is compacted first, as the app would store it.
+    """
+    from psycopg2 import sql
+
+    compact = path.with_suffix(".compact.csv")
+    compact_json(path, compact)
+    names = ["participant_id", *(c.name for c in BENCH_COLUMNS)]
+    table = sql.Identifier(xtype.table_name)
+    conn = db.session.connection().connection.dbapi_connection
+    with conn.cursor() as cur:
+        defaults = sql.SQL(
+            "ALTER TABLE {t} ALTER COLUMN experiment_uuid SET DEFAULT {u}, "
+            "ALTER COLUMN created_at SET DEFAULT now() AT TIME ZONE 'UTC', "
+            "ALTER COLUMN updated_at SET DEFAULT now() AT TIME ZONE 'UTC'"
+        )
+        cur.execute(defaults.format(t=table, u=sql.Literal(str(experiment_uuid))))
+        copy = sql.SQL("COPY {t} ({c}) FROM STDIN WITH (FORMAT csv, HEADER true)")
+        columns_sql = sql.SQL(", ").join(map(sql.Identifier, names))
+        with open(compact, encoding="utf-8") as f:
+            cur.copy_expert(copy.format(t=table, c=columns_sql).as_string(conn), f)
+        loaded = cur.rowcount
+        drop = sql.SQL(
+            "ALTER TABLE {t} ALTER COLUMN experiment_uuid DROP DEFAULT, "
+            "ALTER COLUMN created_at DROP DEFAULT, ALTER COLUMN updated_at DROP DEFAULT"
+        )
+        cur.execute(drop.format(t=table))
+    compact.unlink()
+    set_row_count(experiment_uuid, loaded)
+    db.session.commit()
+    return loaded
+
+
+def compact_json(source: Path, target: Path) -> None:
+    index = 1 + [c.name for c in BENCH_COLUMNS].index("extra")
+    with (
+        open(source, newline="", encoding="utf-8") as f,
+        open(target, "w", newline="", encoding="utf-8") as out,
+    ):
+        reader, writer = csv.reader(f), csv.writer(out)
+        writer.writerow(next(reader))
+        for record in reader:
+            record[index] = columns.format_json(json.loads(record[index]))
+            writer.writerow(record)
+
+
+def load_sqlite(xtype, experiment_uuid: uuid.UUID, path: Path) -> int:
+    """Parse with the column registry, executemany in batches, one transaction."""
+    table = datatables.reflect(xtype)
+    names = ["experiment_uuid", "participant_id", "created_at", "updated_at"]
+    names += [c.name for c in BENCH_COLUMNS]
+    dialect = db.engine.dialect
+    insert = table.insert().values({n: sa.bindparam(n) for n in names})
+    compiled = insert.compile(dialect=dialect)
+    order = [compiled.binds[k].key for k in compiled.positiontup]
+    procs = {n: table.c[n].type.bind_processor(dialect) for n in names}
+    parsers = [columns.COLUMN_TYPES[c.type].parse for c in BENCH_COLUMNS]
+    now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+    fixed = {"experiment_uuid": experiment_uuid, "created_at": now, "updated_at": now}
+    fixed = {n: procs[n](v) if procs[n] else v for n, v in fixed.items()}
+    cursor = db.session.connection().connection.cursor()
+    loaded = 0
+    with open(path, newline="", encoding="utf-8") as f:
+        reader = csv.reader(f)
+        next(reader)
+        batch: list[tuple] = []
+        for participant, *cells in reader:
+            row = dict(fixed, participant_id=participant)
+            for col, parse, cell in zip(BENCH_COLUMNS, parsers, cells, strict=True):
+                value = parse(cell) if cell != "" else None
+                proc = procs[col.name]
+                row[col.name] = proc(value) if proc and value is not None else value
+            batch.append(tuple(row[n] for n in order))
+            if len(batch) == BATCH:
+                cursor.executemany(str(compiled), batch)
+                loaded += len(batch)
+                batch = []
+        cursor.executemany(str(compiled), batch)
+        loaded += len(batch)
+    set_row_count(experiment_uuid, loaded)
+    db.session.commit()
+    return loaded
+
+
+def set_row_count(experiment_uuid: uuid.UUID, n: int) -> None:
+    db.session.execute(
+        sa.update(Experiment)
+        .where(Experiment.uuid == experiment_uuid)
+        .values(row_count=n)
+    )
+
+
+def analyse(table_name: str) -> None:
+    from psycopg2 import sql
+
+    raw = db.engine.raw_connection()
+    try:
+        raw.dbapi_connection.rollback()
+        raw.dbapi_connection.autocommit = True
+        with raw.dbapi_connection.cursor() as cur:
+            cur.execute(sql.SQL("VACUUM ANALYZE {}").format(sql.Identifier(table_name)))
+    finally:
+        raw.dbapi_connection.autocommit = False
+        raw.close()
+
+
+# ----------------------------------------------------------------------
+# Export
+# ----------------------------------------------------------------------
+
+
+class NullSink:
+    """Where the baseline COPY writes: counts and forgets."""
+
+    def __init__(self) -> None:
+        self.bytes = 0
+
+    def write(self, data: bytes) -> int:
+        self.bytes += len(data)
+        return len(data)
+
+
+def copy_baseline(url: str, experiment_uuid: str, limit_id: int | None) -> dict:
+    """Raw COPY (SELECT * …) TO STDOUT of the same rows through psycopg2."""
+    from psycopg2 import sql
+
+    engine = sa.create_engine(normalise_database_url(url))
+    try:
+        raw = engine.raw_connection()
+        try:
+            with raw.dbapi_connection.cursor() as cur:
+                where = sql.SQL("experiment_uuid = {u}").format(
+                    u=sql.Literal(experiment_uuid)
+                )
+                if limit_id is not None:
+                    where = sql.SQL("{w} AND id <= {n}").format(
+                        w=where, n=sql.Literal(limit_id)
+                    )
+                copy = sql.SQL(
+                    "COPY (SELECT * FROM bench_trials WHERE {w} ORDER BY id) "
+                    "TO STDOUT WITH (FORMAT csv)"
+                ).format(w=where)
+                sink = NullSink()
+                start = time.perf_counter()
+                cur.copy_expert(copy.as_string(raw.dbapi_connection), sink)
+                seconds = time.perf_counter() - start
+                return {"seconds": seconds, "rows": cur.rowcount, "bytes": sink.bytes}
+        finally:
+            raw.close()
+    finally:
+        engine.dispose()
+
+
+def run_export(
+    backend: str, url: str, csv_path: Path, args: argparse.Namespace
+) -> dict[str, float]:
+    """Load, then per size: baseline (PostgreSQL) and the app's export in a child.
+
+    Each is run --reps times, alternating; the fastest run counts (other work on the
+    machine only ever slows a run down) and the largest memory growth.
+    """
+    rows = args.rows
+    start = time.perf_counter()
+    loaded_rows, experiment_uuid = load_rows(backend, url, csv_path)
+    seconds = time.perf_counter() - start
+    print(
+        f"[{backend}] load: {loaded_rows:,} rows in {seconds:.1f} s "
+        f"({loaded_rows / seconds:,.0f} rows/s)",
+        flush=True,
+    )
+    sizes = sorted({min(SMALL_SIZE, rows), rows})
+    found: dict[str, float] = {}
+    for size in sizes:
+        limit = size if size < rows else None  # ids run 1..N after the load
+        runs, baselines = [], []
+        for _ in range(args.reps):
+            runs.append(run_child(url, experiment_uuid, limit))
+            if backend == "postgresql":
+                baselines.append(copy_baseline(url, experiment_uuid, limit))
+        for run in runs:
+            if run["rows"] != size:
+                sys.exit(f"[{backend}] export truncated: {run['rows']:,} of {size:,}")
+        child = min(runs, key=lambda r: r["seconds"])
+        child["rss_growth_mb"] = max(r["rss_growth_mb"] for r in runs)
+        rate = size / child["seconds"]
+        line = (
+            f"[{backend}] export {size:,} rows: {child['seconds']:.2f} s "
+            f"({rate:,.0f} rows/s, {child['bytes'] / 1e6:,.1f} MB), first byte "
+            f"{child['first_byte_s'] * 1000:.0f} ms, peak RSS growth "
+            f"{child['rss_growth_mb']:.1f} MB"
+        )
+        if backend == "postgresql":
+            base = min(baselines, key=lambda r: r["seconds"])
+            ratio = base["seconds"] / child["seconds"]
+            line += (
+                f"; raw COPY {base['seconds']:.2f} s "
+                f"({size / base['seconds']:,.0f} rows/s): ratio {ratio:.2f}"
+            )
+        print(line, flush=True)
+        prefix = "export_pg" if backend == "postgresql" else "export_sqlite"
+        found[f"{prefix}_rows_per_s"] = rate
+        found[f"{prefix}_rss_mb_{size}"] = child["rss_growth_mb"]
+        if backend == "postgresql":
+            found["export_pg_copy_ratio"] = ratio
+    summary = " ".join(f"{k}={fmt(v)}" for k, v in found.items())
+    print(f"[{backend}] {summary}", flush=True)
+    return found
+
+
+def run_child(url: str, experiment_uuid: str, limit_id: int | None) -> dict:
+    """One export in a fresh interpreter, so its memory is its own."""
+    job = {"url": url, "experiment": experiment_uuid, "limit_id": limit_id}
+    out = subprocess.run(
+        [sys.executable, __file__, "--export-child", json.dumps(job)],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def vm_kib(field: str) -> int:
+    with open("/proc/self/status", encoding="ascii") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise RuntimeError(f"{field} not in /proc/self/status")
+
+
+def reset_peak() -> bool:
+    try:
+        with open("/proc/self/clear_refs", "w", encoding="ascii") as f:
+            f.write("5")  # resets VmHWM to the current RSS (Linux ≥ 4.0)
+        return True
+    except OSError:
+        return False
+
+
+def export_child(job: dict) -> None:
+    """Runs in the subprocess: one warm-up request, then the timed export."""
+    app = make_app(job["url"])
+    client = app.test_client()
+    base = f"/experiments/{job['experiment']}/export.csv"
+    params = [("id__lte", str(job["limit_id"]))] if job["limit_id"] else []
+    client.get(f"/experiments/{job['experiment']}/export?{urlencode(params)}")
+    before = vm_kib("VmRSS")
+    reset_peak()
+    start = time.perf_counter()
+    response = client.get(f"{base}?{urlencode(params)}", buffered=False)
+    received = records = 0
+    first_byte = None
+    for chunk in response.iter_encoded():
+        if first_byte is None:
+            first_byte = time.perf_counter() - start
+        received += len(chunk)
+        records += chunk.count(b"\r\n")  # values hold bare \n only
+    response.close()
+    seconds = time.perf_counter() - start
+    growth = (vm_kib("VmHWM") - before) / 1024
+    dispose(app)
+    result = {
+        "seconds": seconds,
+        "first_byte_s": first_byte or seconds,
+        "bytes": received,
+        "rows": records - 1,
+        "rss_growth_mb": growth,
+    }
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
