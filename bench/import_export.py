@@ -13,7 +13,12 @@ first 200,000 rows through an `id__lte` view, then all rows), which reports its 
 time to first byte, rows and bytes received and its peak RSS growth (VmHWM after the
 export minus VmRSS before it, peak reset through /proc/self/clear_refs).
 
-import: to be measured by the import half (keys left `nan` until then).
+import: the same CSV through the real upload endpoint (`POST /experiments/<uuid>/import`
+with `confirm=1`, then polling the job until it succeeds), each run in a fresh
+subprocess that reports its time and peak RSS growth; baselines in the same run:
+PostgreSQL's own `COPY … FROM STDIN WITH (FORMAT csv)` of the file into a table built
+exactly like the app's data table (same columns and indexes), and on SQLite a raw
+`executemany` of the unvalidated csv.reader rows into such a table.
 
 The last line is
 
@@ -32,6 +37,7 @@ import argparse
 import contextlib
 import csv
 import datetime as dt
+import itertools
 import json
 import math
 import os
@@ -92,6 +98,9 @@ def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "--export-child":
         export_child(json.loads(sys.argv[2]))
         return
+    if len(sys.argv) > 1 and sys.argv[1] == "--import-child":
+        import_child(json.loads(sys.argv[2]))
+        return
     args = parse_args()
     results: dict[str, float] = {key: math.nan for key in RESULT_KEYS}
     csv_path, tmpdir = args.csv, None
@@ -104,11 +113,18 @@ def main() -> None:
             print(f"generate: {args.rows:,} rows in {seconds:.1f} s", flush=True)
         for backend in backends(args.database):
             with database_url(backend) as url:
+                results.update(run_import(backend, url, csv_path, args))
+            with database_url(backend) as url:
                 results.update(run_export(backend, url, csv_path, args))
-                # The import half adds its measurements here (run_import).
     finally:
         if tmpdir:
             shutil.rmtree(tmpdir, ignore_errors=True)
+    growths = [
+        v
+        for k, v in results.items()
+        if k in ("import_pg_rss_mb", "import_sqlite_rss_mb")
+    ]
+    results["import_peak_rss_mb"] = max(growths) if growths else math.nan
     print("RESULT " + " ".join(f"{k}={fmt(results[k])}" for k in RESULT_KEYS))
 
 
@@ -181,9 +197,44 @@ def database_url(backend: str) -> Iterator[str]:
 
 
 def make_app(url: str):
+    # CSRF off as in the test suite: the test client posts no form token.
     return create_app(
-        {"SQLALCHEMY_DATABASE_URI": url, "SECRET_KEY": "bench", "TESTING": True}
+        {
+            "SQLALCHEMY_DATABASE_URI": url,
+            "SECRET_KEY": "bench",
+            "TESTING": True,
+            "WTF_CSRF_ENABLED": False,
+        }
     )
+
+
+def signed_in_client(app):
+    """A test client signed in as a bench admin (created on first use)."""
+    from wave_web import accounts
+    from wave_web.access import SEEN_KEY
+    from wave_web.access import SESSION_KEY
+    from wave_web.models import User
+
+    with app.app_context():
+        user = db.session.query(User).filter_by(email="bench@example.org").first()
+        if user is None:
+            user = accounts.create_user(
+                "bench@example.org", "bench password 1", "admin"
+            )
+        token = accounts.start_session(user, "127.0.0.1", "bench")
+        user_id = user.id
+        db.session.commit()
+    client = app.test_client()
+    with client.session_transaction() as session:
+        session.update(
+            {
+                "_user_id": str(user_id),
+                "_fresh": True,
+                SESSION_KEY: token,
+                SEEN_KEY: int(time.time()),
+            }
+        )
+    return client
 
 
 # ----------------------------------------------------------------------
@@ -459,7 +510,7 @@ def reset_peak() -> bool:
 def export_child(job: dict) -> None:
     """Runs in the subprocess: one warm-up request, then the timed export."""
     app = make_app(job["url"])
-    client = app.test_client()
+    client = signed_in_client(app)
     base = f"/experiments/{job['experiment']}/export.csv"
     params = [("id__lte", str(job["limit_id"]))] if job["limit_id"] else []
     client.get(f"/experiments/{job['experiment']}/export?{urlencode(params)}")
@@ -486,6 +537,195 @@ def export_child(job: dict) -> None:
         "rss_growth_mb": growth,
     }
     print(json.dumps(result))
+
+
+# ----------------------------------------------------------------------
+# Import
+# ----------------------------------------------------------------------
+
+
+def empty_experiment(url: str, description: str) -> str:
+    """A bench type (created once per database) and a new empty experiment in it."""
+    from wave_web.models import ExperimentType
+
+    app = make_app(url)
+    try:
+        with app.app_context():
+            xtype = (
+                db.session.query(ExperimentType)
+                .filter_by(table_name="bench_trials")
+                .one_or_none()
+            )
+            if xtype is None:
+                xtype = schema.create_type(
+                    "Bench trials", "", "bench_trials", BENCH_COLUMNS
+                )
+            experiment = catalog.create_experiment(xtype, description, [], {})
+            return str(experiment.uuid)
+    finally:
+        dispose(app)
+
+
+def baseline_table(conn: sa.Connection, name: str) -> sa.Table:
+    """A fresh table with the columns and indexes of the app's data table."""
+    conn.execute(sa.text("DROP TABLE IF EXISTS " + name))  # fixed bench name
+    table = datatables.build_table(name, list(BENCH_COLUMNS))
+    table.metadata.create_all(conn)
+    return table
+
+
+def copy_in_baseline(url: str, csv_path: Path) -> float:
+    """Seconds for PostgreSQL's own COPY of the file into a data-table twin."""
+    engine = sa.create_engine(normalise_database_url(url))
+    try:
+        with engine.begin() as conn:
+            baseline_table(conn, "bench_copy_in")
+        raw = engine.raw_connection()
+        try:
+            names = ["participant_id", *(c.name for c in BENCH_COLUMNS)]
+            statement = (
+                "COPY bench_copy_in (experiment_uuid, created_at, updated_at, "
+                + ", ".join(names)
+                + ") FROM STDIN WITH (FORMAT csv, HEADER true)"
+            )
+            with raw.dbapi_connection.cursor() as cur:
+                cur.execute(
+                    "ALTER TABLE bench_copy_in "
+                    "ALTER experiment_uuid SET DEFAULT gen_random_uuid(), "
+                    "ALTER created_at SET DEFAULT now(), "
+                    "ALTER updated_at SET DEFAULT now()"
+                )
+                raw.dbapi_connection.commit()
+                statement = statement.replace(
+                    "experiment_uuid, created_at, updated_at, ", ""
+                )
+                start = time.perf_counter()
+                with open(csv_path, encoding="utf-8", newline="") as f:
+                    cur.copy_expert(statement, f)
+                raw.dbapi_connection.commit()
+                return time.perf_counter() - start
+        finally:
+            raw.close()
+    finally:
+        engine.dispose()
+
+
+def executemany_baseline(url: str, csv_path: Path) -> float:
+    """Seconds for sqlite3's executemany of the raw rows into a data-table twin."""
+    engine = sa.create_engine(url)
+    try:
+        with engine.begin() as conn:
+            table = baseline_table(conn, "bench_copy_in")
+        names = ["participant_id", *(c.name for c in BENCH_COLUMNS)]
+        insert = table.insert().compile(
+            dialect=engine.dialect,
+            column_keys=[*names, "experiment_uuid", "created_at", "updated_at"],
+        )
+        order = [
+            [*names, "experiment_uuid", "created_at", "updated_at"].index(n)
+            for n in insert.positiontup
+        ]
+        now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+        constants = (uuid.uuid4().hex, now, now)
+        raw = engine.raw_connection()
+        try:
+            cur = raw.dbapi_connection.cursor()
+            start = time.perf_counter()
+            cur.execute("BEGIN")
+            with open(csv_path, encoding="utf-8", newline="") as f:
+                reader = csv.reader(f)
+                next(reader)
+                while batch := [
+                    tuple((*r, *constants)[i] for i in order)
+                    for r in itertools.islice(reader, BATCH)
+                ]:
+                    cur.executemany(insert.string, batch)
+            cur.execute("COMMIT")
+            return time.perf_counter() - start
+        finally:
+            raw.close()
+    finally:
+        engine.dispose()
+
+
+def run_import(
+    backend: str, url: str, csv_path: Path, args: argparse.Namespace
+) -> dict[str, float]:
+    """The app's import (best of --reps, each into a new experiment) vs the baseline."""
+    rows = args.rows
+    runs, baselines = [], []
+    for rep in range(args.reps):
+        experiment_uuid = empty_experiment(url, f"Bench import {rep + 1}")
+        runs.append(run_import_child(url, experiment_uuid, csv_path))
+        if runs[-1]["written"] != rows:
+            sys.exit(f"[{backend}] import wrote {runs[-1]['written']:,} of {rows:,}")
+        if backend == "postgresql":
+            baselines.append(copy_in_baseline(url, csv_path))
+        else:
+            baselines.append(executemany_baseline(url, csv_path))
+    best = min(runs, key=lambda r: r["seconds"])
+    base = min(baselines)
+    rate = rows / best["seconds"]
+    growth = max(r["rss_growth_mb"] for r in runs)
+    what = "raw COPY" if backend == "postgresql" else "raw executemany"
+    ratio = base / best["seconds"]
+    print(
+        f"[{backend}] import {rows:,} rows: {best['seconds']:.2f} s "
+        f"({rate:,.0f} rows/s), peak RSS growth {growth:.1f} MB; {what} "
+        f"{base:.2f} s ({rows / base:,.0f} rows/s): ratio {ratio:.2f}",
+        flush=True,
+    )
+    prefix = "import_pg" if backend == "postgresql" else "import_sqlite"
+    ratio_key = "import_pg_copy_ratio" if backend == "postgresql" else prefix + "_ratio"
+    return {
+        f"{prefix}_rows_per_s": rate,
+        ratio_key: ratio,
+        f"{prefix}_rss_mb": growth,
+    }
+
+
+def run_import_child(url: str, experiment_uuid: str, csv_path: Path) -> dict:
+    job = {"url": url, "experiment": experiment_uuid, "csv": str(csv_path)}
+    out = subprocess.run(
+        [sys.executable, __file__, "--import-child", json.dumps(job)],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def import_child(job: dict) -> None:
+    """Runs in the subprocess: one upload with confirm=1, then wait for the job."""
+    app = make_app(job["url"])
+    client = signed_in_client(app)
+    base = f"/experiments/{job['experiment']}"
+    client.get(base + "/import")  # warm up: templates, reflection
+    before = vm_kib("VmRSS")
+    reset_peak()
+    start = time.perf_counter()
+    with open(job["csv"], "rb") as f:
+        response = client.post(
+            base + "/import",
+            data={"file": (f, "bench.csv"), "mode": "insert", "confirm": "1"},
+            content_type="multipart/form-data",
+            headers={"Accept": "application/json"},
+        )
+    state = response.get_json()
+    while state["state"] not in ("succeeded", "failed", "cancelled"):
+        time.sleep(0.05)
+        state = client.get(state["url"], headers={"Accept": "application/json"})
+        state = state.get_json()
+    seconds = time.perf_counter() - start
+    growth = (vm_kib("VmHWM") - before) / 1024
+    if state["state"] != "succeeded":
+        sys.exit(f"import {state['state']}: {state['message']}")
+    dispose(app)
+    print(
+        json.dumps(
+            {"seconds": seconds, "written": state["written"], "rss_growth_mb": growth}
+        )
+    )
 
 
 if __name__ == "__main__":
