@@ -374,3 +374,15 @@ def test_writing_takes_the_sqlite_write_lock_at_begin(app, dialect):
                     conn.exec_driver_sql("BEGIN IMMEDIATE")
             other.dispose()
         _db.session.rollback()
+
+
+def test_update_mode_marks_the_experiment_changed_for_cached_summaries(
+    tmp_path, xtype, experiment
+):
+    make_rows(xtype, experiment, [{"participant_id": "A", "n": 1}])
+    row_id = _db.session.scalar(sa.select(datatables.reflect(xtype).c.id))
+    _db.session.refresh(experiment)
+    before = experiment.updated_at
+    run_import(xtype, experiment, write(tmp_path, f"id,n\n{row_id},2\n"), mode="update")
+    _db.session.refresh(experiment)
+    assert experiment.updated_at > before

@@ -722,6 +722,8 @@ def import_file(
         raise ImportRefused(report)
     if options.mode == "insert":
         datatables.adjust_row_count(experiment_uuid, report.written)
+    else:
+        datatables.touch_experiment(experiment_uuid)  # cached summaries are stale
     return report
 
 
