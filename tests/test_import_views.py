@@ -743,3 +743,22 @@ def test_jspsych_file_imports_with_null_as_missing(client, db, tmp_path):
     rows = stored(xtype, experiment)
     assert len(rows) == 79
     assert rows[1]["rt"] is None  # "null"
+
+
+def test_job_of_one_experiment_under_another_experiments_address_is_404(
+    client, experiment, other
+):
+    url, _page = upload_and_check(client, experiment, "participant_id\nP1\n")
+    job = url.rsplit("/", 1)[1]
+    swapped = f"/experiments/{other.uuid}/imports/{job}"
+    for suffix, method in [
+        ("", "GET"),
+        ("/progress", "GET"),
+        ("/offending.csv", "GET"),
+        ("/confirm", "POST"),
+        ("/cancel", "POST"),
+        ("/check", "POST"),
+    ]:
+        response = client.open(swapped + suffix, method=method)
+        assert response.status_code == 404, suffix
+    assert client.get(url).status_code == 200
