@@ -140,7 +140,9 @@ def test_each_role_gets_exactly_what_the_matrix_allows(app):
 
 
 def test_refused_access_is_audited(app):
-    app.test_client(user="viewer").post("/tags/", data={"name": "sneaky"})
+    response = app.test_client(user="viewer").post("/tags/", data={"name": "sneaky"})
+    assert response.status_code == 403
+    assert "needs the researcher role" in response.get_data(as_text=True)
     from wave_web.models import AuditEntry
 
     with app.app_context():

@@ -36,6 +36,7 @@ from werkzeug.exceptions import Forbidden
 
 from wave_web import accounts
 from wave_web import database
+from wave_web.errors import WaveError
 from wave_web.extensions import db
 from wave_web.htmx import is_htmx
 from wave_web.models import ROLES
@@ -107,11 +108,18 @@ def _load_user(user_id: str):
     return user
 
 
+class AccessDenied(WaveError):
+    """The signed-in user's role does not allow this; the message says which role."""
+
+    status = 403
+
+
 def _refuse(role: str):
     """A signed-in user lacks `role`: audit the refusal, answer 403."""
     _record_refusal(role)
-    raise Forbidden(
-        f"This needs the {role} role; you are signed in as a {current_user.role}."
+    raise AccessDenied(
+        f"This needs the {role} role; you are signed in as a {current_user.role}. "
+        "Ask an administrator if you need it."
     )
 
 
@@ -167,8 +175,8 @@ def signed_in_user() -> User:
 
 def enforce():
     """before_request: the declared role of the view, for this user."""
-    if request.endpoint is None:
-        return None  # 404/405 follow
+    if request.endpoint is None or request.endpoint == "static":
+        return None  # 404/405 follow; static files need nobody
     role = declared_role(request.endpoint)
     if role is None:
         log.error("view %s declares no role; refused", request.endpoint)
