@@ -16,6 +16,17 @@ DEFAULT_COLUMNS = (
     ColumnDef("stimulus_type", "STRING"),
 )
 
+# One column of each type, short names: for tests that go over every type.
+EVERY_TYPE = (
+    ColumnDef("n", "INTEGER"),
+    ColumnDef("x", "FLOAT"),
+    ColumnDef("s", "STRING"),
+    ColumnDef("t", "TEXT"),
+    ColumnDef("b", "BOOLEAN"),
+    ColumnDef("d", "DATETIME"),
+    ColumnDef("j", "JSON"),
+)
+
 
 def make_type(
     name: str = "Cognitive test",

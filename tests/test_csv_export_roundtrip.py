@@ -31,25 +31,17 @@ from hypothesis import HealthCheck
 from hypothesis import given
 from hypothesis import settings
 from hypothesis import strategies as st
+from tests.factories import EVERY_TYPE
 from tests.factories import make_experiment
 from tests.factories import make_rows
 from tests.factories import make_type
 from wave_web import columns
 from wave_web import datatables
-from wave_web.columns import ColumnDef
 from wave_web.csv_io import exporting
 
 D = dt.datetime
 
-ROUND_TRIP_COLUMNS = (
-    ColumnDef("n", "INTEGER"),
-    ColumnDef("x", "FLOAT"),
-    ColumnDef("s", "STRING"),
-    ColumnDef("t", "TEXT"),
-    ColumnDef("b", "BOOLEAN"),
-    ColumnDef("d", "DATETIME"),
-    ColumnDef("j", "JSON"),
-)
+ROUND_TRIP_COLUMNS = EVERY_TYPE
 
 TRICKY_ROWS = [
     dict(participant_id="P1", n=0, x=0.1, s="a,b", t='say "hi", then\nleave',

@@ -16,25 +16,17 @@ import zipfile
 
 import pytest
 import sqlalchemy as sa
+from tests.factories import EVERY_TYPE
 from tests.factories import make_experiment
 from tests.factories import make_rows
 from tests.factories import make_type
 from wave_web import columns
 from wave_web import datatables
-from wave_web.columns import ColumnDef
 from wave_web.csv_io import exporting
 from wave_web.extensions import db as _db
 from werkzeug.datastructures import MultiDict
 
-COLUMNS = (
-    ColumnDef("n", "INTEGER"),
-    ColumnDef("x", "FLOAT"),
-    ColumnDef("s", "STRING"),
-    ColumnDef("t", "TEXT"),
-    ColumnDef("b", "BOOLEAN"),
-    ColumnDef("d", "DATETIME"),
-    ColumnDef("j", "JSON"),
-)
+COLUMNS = EVERY_TYPE
 ROWS = 4000
 
 

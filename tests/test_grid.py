@@ -29,6 +29,7 @@ from hypothesis import given
 from hypothesis import settings
 from hypothesis import strategies as st
 from tests.factories import DEFAULT_COLUMNS
+from tests.factories import EVERY_TYPE
 from tests.factories import make_experiment
 from tests.factories import make_rows
 from tests.factories import make_type
@@ -365,15 +366,7 @@ def test_dense_filters_keep_sqlite_off_the_filtered_columns_index(
 # Filters, against known data
 # ----------------------------------------------------------------------
 
-FILTER_COLUMNS = (
-    ColumnDef("n", "INTEGER"),
-    ColumnDef("x", "FLOAT"),
-    ColumnDef("s", "STRING"),
-    ColumnDef("t", "TEXT"),
-    ColumnDef("b", "BOOLEAN"),
-    ColumnDef("d", "DATETIME"),
-    ColumnDef("j", "JSON"),
-)
+FILTER_COLUMNS = EVERY_TYPE
 D = dt.datetime
 FILTER_ROWS = [
     # participant_id names the row in the expectations below
