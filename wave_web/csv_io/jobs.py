@@ -415,6 +415,20 @@ class Runner:
         if info.cancel_requested or live.cancel.is_set():
             self._finish(info.uuid, "cancelled", message=CANCELLED)
             return False
+        if info.auto_confirm:
+            # One step (scripts): the import checks every cell itself and writes
+            # nothing when one is bad, so a separate check would read the file twice.
+            live.phase = "saving"
+            with self.writing():
+                saved = _set(
+                    info.uuid,
+                    only_if=("uploaded",),
+                    state="queued",
+                    started_at=utcnow(),
+                    rows_done=0,
+                    heartbeat_at=utcnow(),
+                )
+            return saved
         with self.writing(blocking=False) as free:
             if free:
                 _set(
