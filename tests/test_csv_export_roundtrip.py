@@ -10,9 +10,8 @@ function. Two documented exceptions:
   `'=1+1`. The round trip below turns neutralisation off (`_neutralise=0`), and a test
   shows that the apostrophe is the only difference when it is on.
 
-A -0.0 stored through the drivers comes back from both databases as 0.0 (SQLite keeps
-integral REALs as integers, psycopg2 sends a numeric literal): the comparison is with
-what the database holds, and floats compare equal with `==`.
+A -0.0 comes back from both databases as -0.0 (columns.ExactFloat), and the export
+spells it "-0.0"; tests/test_value_storage.py checks the sign of zero everywhere.
 """
 
 from __future__ import annotations
@@ -208,11 +207,11 @@ def test_exported_floats_and_times_are_spelled_canonically(client, tricky):
     text = download(client, experiment, "_neutralise=0&_id=0").decode("utf-8")
     records = list(csv.DictReader(io.StringIO(text, newline="")))
     assert [r["x"] for r in records] == [
-        "0.1", "1e-05", "1e+20", "0.0", "1000000000000000.0",
+        "0.1", "1e-05", "1e+20", "-0.0", "1000000000000000.0",
         "1234567890123456.8", "5e-324", "1.7976931348623157e+308", "", "-2.5",
     ]  # fmt: skip
     assert [r["x"] for r in records] == [
-        "" if r["x"] is None else repr(r["x"]) for r in as_floats(TRICKY_ROWS)
+        "" if r["x"] is None else repr(r["x"]) for r in TRICKY_ROWS
     ]
     assert [r["d"] for r in records] == [
         "2024-03-04T14:30:00Z",
@@ -231,11 +230,6 @@ def test_exported_floats_and_times_are_spelled_canonically(client, tricky):
     ]  # fmt: skip
     assert records[1]["j"] == '{"ü":"naïve ☃","emoji":"😀"}'  # compact, not escaped
     assert records[2]["j"] == f"[{2**70},{-(2**70)},1.5,true,false]"
-
-
-def as_floats(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The x values as the databases keep them (-0.0 comes back as 0.0)."""
-    return [{"x": 0.0 if r["x"] == 0 else r["x"]} for r in rows]
 
 
 def test_neutralised_cells_are_the_only_difference(client, tricky):

@@ -20,6 +20,8 @@ from typing import Any
 import orjson
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql.base import RESERVED_WORDS as _PG_RESERVED
+from sqlalchemy.dialects.sqlite import base as _sqlite_base
+from sqlalchemy.ext.compiler import compiles
 
 from wave_web.errors import InvalidName
 from wave_web.errors import InvalidValue
@@ -518,6 +520,72 @@ def text_type(length: int | None = None) -> sa.types.TypeEngine:
     return plain.with_variant(exact, "postgresql")
 
 
+class ExactFloat(sa.types.TypeDecorator):
+    """FLOAT: a double that both databases give back bit for bit, -0.0 included.
+
+    SQLite writes a whole-number REAL of a REAL-affinity column as an integer (-0.0
+    comes back as 0.0), so on SQLite the column is declared `FLOAT BLOB`: BLOB
+    affinity stores the double as given. psycopg2 sends -0.0 as the numeric literal
+    -0.0, which PostgreSQL reads as numeric 0: negative zero is sent as a float8.
+    """
+
+    impl = sa.Float
+    cache_ok = True
+    name = None  # Alembic's batch rename reads the constraint name of such types
+
+    def bind_processor(self, dialect: sa.Dialect) -> Callable[[Any], Any] | None:
+        if dialect.driver != "psycopg2":
+            # SQLite: Float's float(), which BLOB affinity needs (an int would stay
+            # an int).
+            return super().bind_processor(dialect)
+        from psycopg2.extensions import AsIs
+
+        negative_zero = AsIs("'-0'::float8")
+
+        def process(value: Any) -> Any:
+            if value == 0 and math.copysign(1.0, value) < 0:
+                return negative_zero
+            return value
+
+        return process
+
+
+@compiles(ExactFloat, "sqlite")
+def _float_on_sqlite(type_: ExactFloat, compiler: Any, **kw: Any) -> str:
+    # The name holds BLOB (sqlite.org/datatype3.html §3.1): no affinity conversion.
+    return "FLOAT BLOB"
+
+
+class _SQLiteJSON(sa.JSON):
+    """JSON on SQLite in a column declared `JSON TEXT`, which has TEXT affinity.
+
+    A column declared plain `JSON` has NUMERIC affinity: the document `1.0` would be
+    stored as the integer 1 and a 22-digit integer as a rounded REAL.
+    """
+
+
+@compiles(_SQLiteJSON, "sqlite")
+def _json_on_sqlite(type_: _SQLiteJSON, compiler: Any, **kw: Any) -> str:
+    return "JSON TEXT"
+
+
+# Reflection reads the declared names back as the types they stand for (by affinity
+# alone they would be a BLOB and a TEXT column).
+_sqlite_base.ischema_names.setdefault("FLOAT BLOB", sa.Float)
+_sqlite_base.ischema_names.setdefault("JSON TEXT", sa.JSON)
+
+
+def json_type() -> sa.types.TypeEngine:
+    """The JSON column type: `json` on PostgreSQL, `JSON TEXT` on SQLite.
+
+    Not jsonb: key order and number spelling survive. JSON null is never stored
+    (None becomes SQL NULL).
+    """
+    return sa.JSON(none_as_null=True).with_variant(
+        _SQLiteJSON(none_as_null=True), "sqlite"
+    )
+
+
 @dataclass(frozen=True)
 class ColumnType:
     """Everything wave_web knows about one column type."""
@@ -539,7 +607,7 @@ COLUMN_TYPES: dict[str, ColumnType] = {
             "INTEGER", "Whole number", sa.Integer, parse_integer, str, "number", "42"
         ),
         ColumnType(
-            "FLOAT", "Decimal number", sa.Float, parse_float, repr, "number", "0.25"
+            "FLOAT", "Decimal number", ExactFloat, parse_float, repr, "number", "0.25"
         ),
         ColumnType(
             "STRING",
@@ -582,7 +650,7 @@ COLUMN_TYPES: dict[str, ColumnType] = {
         ColumnType(
             "JSON",
             "JSON",
-            lambda: sa.JSON(none_as_null=True),
+            json_type,
             parse_json,
             format_json,
             "textarea",

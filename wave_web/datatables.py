@@ -6,9 +6,11 @@ objects, so the dialect quotes them; values are always bound parameters.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import logging
+import math
 import threading
 import uuid
 from collections.abc import Iterable
@@ -186,8 +188,8 @@ def _reflect(conn: sa.Connection, table_name: str, defs: list[ColumnDef]) -> sa.
             sorted(found - expected),
         )
         raise TableMismatch()
-    # Column types come from the registry (reflection cannot tell JSON text from TEXT on
-    # SQLite); reflection contributes the indexes.
+    # Column types come from the registry: they carry how values are bound and read
+    # (ExactFloat, JSON null as NULL, COLLATE "C"); reflection contributes the indexes.
     return sa.Table(
         table_name,
         sa.MetaData(),
@@ -725,12 +727,42 @@ def _operations(conn: sa.Connection) -> Operations:
     return Operations(MigrationContext.configure(conn))
 
 
-def _batch(conn: sa.Connection, table: sa.Table):
+@contextlib.contextmanager
+def _batch(conn: sa.Connection, table: sa.Table, recreate: str = "auto"):
     # SQLite cannot ALTER a column's nullability: Alembic rebuilds the table (copy,
     # drop, rename) from our Table, keeping its indexes; PostgreSQL just ALTERs it.
-    return _operations(conn).batch_alter_table(
-        table.name, copy_from=table, recreate="auto"
-    )
+    # The rebuild lowers AUTOINCREMENT's mark to the largest id left, which would hand
+    # a deleted last row's id to the next row: the mark is put back.
+    mark = _sequence_mark(conn, table.name)
+    with _operations(conn).batch_alter_table(
+        table.name, copy_from=table, recreate=recreate
+    ) as batch:
+        yield batch
+    _restore_sequence_mark(conn, table.name, mark)
+
+
+_SQLITE_SEQUENCE = sa.table("sqlite_sequence", sa.column("name"), sa.column("seq"))
+
+
+def _sequence_mark(conn: sa.Connection, table_name: str) -> int | None:
+    """The largest id SQLite ever handed out in `table_name` (None elsewhere)."""
+    if conn.dialect.name != "sqlite":
+        return None
+    seq = _SQLITE_SEQUENCE
+    return conn.execute(sa.select(seq.c.seq).where(seq.c.name == table_name)).scalar()
+
+
+def _restore_sequence_mark(
+    conn: sa.Connection, table_name: str, mark: int | None
+) -> None:
+    if mark is None:
+        return
+    seq = _SQLITE_SEQUENCE
+    now = _sequence_mark(conn, table_name)
+    if now is None:
+        conn.execute(sa.insert(seq).values(name=table_name, seq=mark))
+    elif now < mark:
+        conn.execute(sa.update(seq).where(seq.c.name == table_name).values(seq=mark))
 
 
 def add_column(
@@ -923,6 +955,95 @@ def change_type(
     if col.name in sort_indexed_columns(table) and new_type != "JSON":
         # The old column's index went with it: index the new one the same way.
         create_sort_index(conn, table, col.name, temp.name)
+
+
+# ----------------------------------------------------------------------
+# SQLite storage classes: tables made before FLOAT and JSON stored values exactly
+# ----------------------------------------------------------------------
+
+
+def sqlite_affinity(declared: str) -> str:
+    """The affinity SQLite gives a column declared `declared` (datatype3.html §3.1)."""
+    name = declared.upper()
+    if "INT" in name:
+        return "INTEGER"
+    if "CHAR" in name or "CLOB" in name or "TEXT" in name:
+        return "TEXT"
+    if "BLOB" in name or not name:
+        return "BLOB"
+    if "REAL" in name or "FLOA" in name or "DOUB" in name:
+        return "REAL"
+    return "NUMERIC"
+
+
+def stale_sqlite_columns(
+    conn: sa.Connection, table_name: str, defs: Iterable[ColumnDef]
+) -> list[ColumnDef]:
+    """Custom columns whose SQLite affinity is not the one the registry declares now.
+
+    Columns declared FLOAT (REAL affinity: -0.0 read back as 0.0) or JSON (NUMERIC
+    affinity: the document 1.0 read back as 1) before FLOAT BLOB and JSON TEXT.
+    """
+    info = sa.func.pragma_table_info(table_name).table_valued("name", "type")
+    declared = dict(conn.execute(sa.select(info.c.name, info.c.type)).all())
+    return [
+        c
+        for c in defs
+        if c.name in declared
+        and sqlite_affinity(declared[c.name])
+        != sqlite_affinity(custom_column(c).type.compile(dialect=conn.dialect))
+    ]
+
+
+def restore_exact_storage(
+    conn: sa.Connection, table_name: str, defs: list[ColumnDef]
+) -> list[str]:
+    """Rebuild a SQLite data table whose columns have a stale affinity; their names.
+
+    The rebuild keeps ids, indexes and the AUTOINCREMENT mark. JSON values that the
+    NUMERIC affinity turned into numbers become JSON text again: the number as read
+    (the spelling 1.0 or digits beyond a double's precision were lost on insert).
+    """
+    stale = stale_sqlite_columns(conn, table_name, defs)
+    if not stale:
+        return []
+    table = _reflect(conn, table_name, defs)
+    numbers = {
+        c.name: _json_numbers(conn, table_name, c.name)
+        for c in stale
+        if c.type == "JSON"
+    }
+    with _batch(conn, table, recreate="always"):
+        pass  # the Table holds the new declarations; nothing else changes
+    for name, found in numbers.items():
+        holder = sa.table(table_name, sa.column("id"), sa.column(name))
+        stmt = (
+            sa.update(holder)
+            .where(holder.c.id == sa.bindparam("row_id"))
+            .values({name: sa.bindparam("text")})
+        )
+        items = [{"row_id": k, "text": v} for k, v in found.items()]
+        for start in range(0, len(items), 5000):
+            conn.execute(stmt, items[start : start + 5000])
+    return [c.name for c in stale]
+
+
+def _json_numbers(conn: sa.Connection, table_name: str, name: str) -> dict[int, str]:
+    """id → JSON text of the values SQLite stores as numbers in column `name`."""
+    holder = sa.table(table_name, sa.column("id"), sa.column(name))
+    col = holder.c[name]
+    stmt = sa.select(holder.c.id, col).where(
+        sa.func.typeof(col).in_(["integer", "real"])
+    )
+    found = {}
+    for row_id, value in conn.execute(stmt):
+        if isinstance(value, float) and not math.isfinite(value):
+            log.warning(
+                "%s.%s row %s holds %r: left as is", table_name, name, row_id, value
+            )
+            continue
+        found[row_id] = columns.format_json(value)
+    return found
 
 
 def create_statements(
