@@ -38,7 +38,6 @@ from collections.abc import Callable
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 from urllib.parse import urlencode
 
 import sqlalchemy as sa
@@ -46,6 +45,8 @@ import sqlalchemy as sa
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.common import database_url  # noqa: E402
+from bench.common import sign_in  # noqa: E402
 from wave_web import catalog  # noqa: E402
 from wave_web import columns  # noqa: E402
 from wave_web import create_app  # noqa: E402
@@ -53,7 +54,6 @@ from wave_web import datatables  # noqa: E402
 from wave_web import queries  # noqa: E402
 from wave_web import schema  # noqa: E402
 from wave_web.columns import ColumnDef  # noqa: E402
-from wave_web.config import normalise_database_url  # noqa: E402
 from wave_web.extensions import db  # noqa: E402
 from wave_web.models import Experiment  # noqa: E402
 
@@ -111,30 +111,6 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--csv", type=Path, help="reuse (or keep) the generated CSV here")
     p.add_argument("--explain", action="store_true", help="print query plans")
     return p.parse_args()
-
-
-@contextlib.contextmanager
-def database_url(backend: str) -> Iterator[str]:
-    """An empty database: SQLite in a temp dir, or a throwaway PostgreSQL schema."""
-    if backend == "sqlite":
-        tmp = tempfile.mkdtemp(prefix="wave_bench_")
-        try:
-            yield f"sqlite:///{tmp}/bench.db"
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
-        return
-    base = os.environ.get("WAVE_BENCH_DATABASE_URL", DEFAULT_PG_URL)
-    name = f"bench_{uuid.uuid4().hex[:10]}"
-    admin = sa.create_engine(normalise_database_url(base), isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.schema.CreateSchema(name))
-    try:
-        sep = "&" if "?" in base else "?"
-        yield f"{base}{sep}options={quote(f'-csearch_path={name}')}"
-    finally:
-        with admin.connect() as conn:
-            conn.execute(sa.schema.DropSchema(name, cascade=True))
-        admin.dispose()
 
 
 # ----------------------------------------------------------------------
@@ -406,36 +382,6 @@ def measure(app, args: argparse.Namespace, type_id: int, experiment_uuid) -> Non
         f"summary_cold_ms={cold_ms} "
         f"participant_ms={results['participant'][1]:.0f}"
     )
-
-
-def sign_in(app, client) -> None:
-    """Sign the test client in as an admin, when the app has accounts.
-
-    The cookie session carries the keys that a login sets (as tests/conftest.py does).
-    """
-    try:
-        from wave_web import accounts
-        from wave_web.access import SEEN_KEY
-        from wave_web.access import SESSION_KEY
-    except ImportError:
-        return  # an app without accounts: every page is open
-    with app.app_context():
-        user = accounts.create_user(
-            "bench@example.org", accounts.generated_password(), "admin"
-        )
-        db.session.flush()
-        token = accounts.start_session(user, "127.0.0.1", "bench")
-        user_id = user.id
-        db.session.commit()
-    with client.session_transaction() as session:
-        session.update(
-            {
-                "_user_id": str(user_id),
-                "_fresh": True,
-                SESSION_KEY: token,
-                SEEN_KEY: int(time.time()),
-            }
-        )
 
 
 def cursor_at(xtype, table: sa.Table, experiment_uuid, sort: str, position: int) -> str:

@@ -34,13 +34,11 @@ in a throwaway schema dropped at the end.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import csv
 import datetime as dt
 import itertools
 import json
 import math
-import os
 import shutil
 import subprocess
 import sys
@@ -48,10 +46,8 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 from urllib.parse import urlencode
 
 import sqlalchemy as sa
@@ -59,6 +55,8 @@ import sqlalchemy as sa
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.common import database_url  # noqa: E402
+from bench.common import signed_in_client  # noqa: E402
 from wave_web import catalog  # noqa: E402
 from wave_web import columns  # noqa: E402
 from wave_web import create_app  # noqa: E402
@@ -172,30 +170,6 @@ def csv_rows(path: Path) -> int:
         return sum(1 for _ in csv.reader(f)) - 1
 
 
-@contextlib.contextmanager
-def database_url(backend: str) -> Iterator[str]:
-    """An empty database: SQLite in a temp dir, or a throwaway PostgreSQL schema."""
-    if backend == "sqlite":
-        tmp = tempfile.mkdtemp(prefix="wave_bench_")
-        try:
-            yield f"sqlite:///{tmp}/bench.db"
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
-        return
-    base = os.environ.get("WAVE_BENCH_DATABASE_URL", DEFAULT_PG_URL)
-    name = f"bench_{uuid.uuid4().hex[:10]}"
-    admin = sa.create_engine(normalise_database_url(base), isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.schema.CreateSchema(name))
-    try:
-        sep = "&" if "?" in base else "?"
-        yield f"{base}{sep}options={quote(f'-csearch_path={name}')}"
-    finally:
-        with admin.connect() as conn:
-            conn.execute(sa.schema.DropSchema(name, cascade=True))
-        admin.dispose()
-
-
 def make_app(url: str):
     # CSRF off as in the test suite: the test client posts no form token.
     return create_app(
@@ -206,35 +180,6 @@ def make_app(url: str):
             "WTF_CSRF_ENABLED": False,
         }
     )
-
-
-def signed_in_client(app):
-    """A test client signed in as a bench admin (created on first use)."""
-    from wave_web import accounts
-    from wave_web.access import SEEN_KEY
-    from wave_web.access import SESSION_KEY
-    from wave_web.models import User
-
-    with app.app_context():
-        user = db.session.query(User).filter_by(email="bench@example.org").first()
-        if user is None:
-            user = accounts.create_user(
-                "bench@example.org", "bench password 1", "admin"
-            )
-        token = accounts.start_session(user, "127.0.0.1", "bench")
-        user_id = user.id
-        db.session.commit()
-    client = app.test_client()
-    with client.session_transaction() as session:
-        session.update(
-            {
-                "_user_id": str(user_id),
-                "_fresh": True,
-                SESSION_KEY: token,
-                SEEN_KEY: int(time.time()),
-            }
-        )
-    return client
 
 
 # ----------------------------------------------------------------------
