@@ -102,8 +102,12 @@ def parse(html: bytes | str) -> Element:
 
 
 def form_values(page: Element, form: Element | None = None) -> dict[str, str]:
-    """Name → value of the inputs and textareas of a form (first form by default)."""
-    form = form or page.find("form", method="post")
+    """Name → value of the inputs and textareas of a form.
+
+    By default the first POST form of the page's content (<main>; the top bar has the
+    sign-out form).
+    """
+    form = form or (page.find("main") or page).find("form", method="post")
     values: dict[str, str] = {}
     for e in form.iter():
         if e.tag == "input" and "name" in e.attrs:

@@ -130,3 +130,26 @@ def test_audit_entries_name_who_and_from_where(app):
         entry = _db.session.query(AuditEntry).filter_by(action="tag.create").one()
         assert entry.actor == "admin@example.org"
         assert entry.remote_addr == "127.0.0.1"
+
+
+def test_admin_cannot_disable_their_own_account(app):
+    admin_id, _ = make_test_user(app, "admin")
+    make_test_user(app, "viewer")
+    client = app.test_client()
+    page = client.get(f"/admin/users/{admin_id}").get_data(as_text=True)
+    assert 'value="disable"' not in page
+    response = client.post(f"/admin/users/{admin_id}", data={"action": "disable"})
+    assert response.status_code == 400
+    assert b"cannot disable your own account" in response.data
+
+
+def test_sign_in_is_audited_with_the_user_as_actor(app):
+    from tests.conftest import TEST_PASSWORD
+
+    make_test_user(app)
+    app.test_client(user=None).post(
+        "/login", data={"email": "admin@example.org", "password": TEST_PASSWORD}
+    )
+    with app.app_context():
+        entry = _db.session.query(AuditEntry).filter_by(action="login").one()
+        assert entry.actor == "admin@example.org"

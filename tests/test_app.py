@@ -285,7 +285,7 @@ def test_post_without_csrf_token_is_refused(apps, database_url, tmp_path):
 def test_post_with_the_form_token_succeeds(apps, database_url, tmp_path):
     app = apps(database_url, tmp_path, WTF_CSRF_ENABLED=True)
     client = app.test_client()
-    form = parse(client.get("/tags/").data).find("form", method="post")
+    form = parse(client.get("/tags/").data).find("main").find("form", method="post")
     token = form.find("input", name="csrf_token").attrs["value"]
     response = client.post("/tags/", data={"name": "pilot", "csrf_token": token})
     assert response.status_code == 303

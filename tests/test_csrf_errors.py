@@ -39,7 +39,7 @@ def test_csrf_failure_of_an_htmx_request_is_a_fragment_with_the_message(csrf_app
 
 def test_token_from_another_session_is_refused_with_the_message(csrf_app):
     other = csrf_app.test_client()
-    form = parse(other.get("/tags/").data).find("form", method="post")
+    form = parse(other.get("/tags/").data).find("main").find("form", method="post")
     token = form.find("input", name="csrf_token").attrs["value"]
     response = csrf_app.test_client().post(
         "/tags/", data={"name": "pilot", "csrf_token": token}

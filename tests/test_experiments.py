@@ -507,7 +507,7 @@ def test_delete_confirmation_states_the_row_count(client, db):
     assert response.status_code == 200
     page = parse(response.data)
     assert "all its 3 rows" in page.text
-    assert page.find("button").text == "Delete experiment and 3 rows"
+    assert page.find("main").find("button").text == "Delete experiment and 3 rows"
     assert len(experiments(db)) == 1  # GET changes nothing
 
 

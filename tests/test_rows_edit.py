@@ -130,7 +130,7 @@ def edit_form(client, s: Setup, experiment, row_id: int) -> dict:
     """The values of the full-page edit form, as a browser would send them back."""
     response = client.get(s.url(experiment, f"/{row_id}/edit"))
     assert response.status_code == 200
-    return browser_values(parse(response.data).find("form", method="post"))
+    return browser_values(parse(response.data).find("main").find("form", method="post"))
 
 
 # ----------------------------------------------------------------------
@@ -256,7 +256,7 @@ def test_stale_edit_is_refused_and_shows_both_versions(client, db, rows):
     assert page.find("input", id="field-score").attrs["value"] == "600"  # not lost
     assert "500" in page.find(id="field-score-current").text
     # saving the form again replaces their version deliberately
-    again = browser_values(page.find("form", method="post"))
+    again = browser_values(page.find("main").find("form", method="post"))
     assert client.post(rows.url(rows.a, f"/{row_id}"), data=again).status_code == 303
     assert stored(db, rows, row_id)["score"] == 600
 
@@ -415,7 +415,7 @@ def test_delete_selected_returns_to_the_same_grid_view(client, db, rows):
     assert confirm.find(id="delete-count").text == "1 selected row"
     cancel = [a for a in confirm.find_all("a") if a.text == "Cancel"][0]
     assert cancel.attrs["href"].endswith("?score__gt=1&_sort=label")
-    form = confirm.find("form", method="post")
+    form = confirm.find("main").find("form", method="post")
     response = client.post(form.attrs["action"], data=browser_values(form))
     assert response.headers["Location"].endswith("?score__gt=1&_sort=label")
     assert row_count(db, rows.a) == 4
@@ -439,7 +439,7 @@ def test_delete_matching_confirms_exact_count_and_deletes_only_those(client, db,
     page = parse(response.data)
     assert page.find(id="delete-count").text == "3 rows"
     assert "score > 5" in page.text
-    form = page.find("form", method="post")
+    form = page.find("main").find("form", method="post")
     assert form.attrs["action"].endswith("?score__gt=5")
     response = client.post(form.attrs["action"], data=form_values(page, form))
     assert response.status_code == 303

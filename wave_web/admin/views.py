@@ -81,6 +81,8 @@ def edit_user(user_id: int):
             accounts.set_role(user, request.form.get("role", ""))
             message = f"{user.email} is now a {user.role}."
         elif action in ("disable", "enable"):
+            if action == "disable" and user.id == current_user.id:
+                raise InvalidValue("You cannot disable your own account.")
             accounts.set_disabled(user, action == "disable")
             message = f"{user.email} is {action}d."
         elif action == "end_sessions":

@@ -7,6 +7,7 @@ import time
 from flask import abort
 from flask import current_app
 from flask import flash
+from flask import g
 from flask import redirect
 from flask import render_template
 from flask import request
@@ -37,6 +38,7 @@ def _sign_in(user) -> None:
     token = accounts.start_session(
         user, request.remote_addr, request.headers.get("User-Agent")
     )
+    g.audit_actor = user.email
     record("login", "user", user.id, f"{user.email} signed in")
     db.session.commit()
     session[SESSION_KEY] = token
