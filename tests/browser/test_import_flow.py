@@ -1,7 +1,8 @@
-"""A researcher uploads a CSV file, reads the preview, confirms, and sees the rows."""
+"""A researcher uploads a CSV file, confirms, sees and downloads it."""
 
 from __future__ import annotations
 
+import csv
 import threading
 
 import pytest
@@ -76,6 +77,18 @@ def test_upload_preview_map_confirm_and_see_the_rows(page, server, tmp_path):
     grid = page.locator("#grid tbody")
     expect(grid).to_contain_text("grün")
     expect(grid).to_contain_text("007")
+
+    # … and the same rows come back in a download.
+    page.get_by_role("link", name="Export CSV").first.click()
+    with page.expect_download() as info:
+        page.get_by_role("button", name="Download").click()
+    with open(info.value.path(), encoding="utf-8-sig", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [(r["participant_id"], r["rt"], r["word"]) for r in rows] == [
+        ("007", "0.41", "rot"),
+        ("008", "0.93", "grün"),
+        ("009", "", "blau"),
+    ]
 
 
 def test_a_file_over_the_limit_is_refused_before_it_is_sent(page, server, tmp_path):
