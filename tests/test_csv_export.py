@@ -248,7 +248,7 @@ BAD_VIEWS = [
 def grid_message(client, url: str) -> str:
     response = client.get(url)
     assert response.status_code == 400
-    return parse(response.data).find(id="grid-error").children[0].strip()
+    return parse(response.data).find(id="grid-error").find("span").text.strip()
 
 
 @pytest.mark.parametrize("kind", ["export.csv", "export.zip", "export.json", "export"])
