@@ -47,6 +47,17 @@ def database_url(backend: str) -> Iterator[str]:
         admin.dispose()
 
 
+def load_csv(xtype, experiment_uuid: uuid.UUID, path) -> int:
+    """Load a CSV with the app's own import pipeline (not the upload form): values are
+    validated and stored exactly as an import stores them. Returns the rows written."""
+    from wave_web.csv_io.importing import ImportOptions
+    from wave_web.csv_io.importing import import_file
+
+    report = import_file(xtype, experiment_uuid, str(path), ImportOptions())
+    db.session.commit()
+    return report.written
+
+
 def sign_in(app, client) -> None:
     """Sign `client` in as the bench admin (created on first use): pages need it."""
     with app.app_context():

@@ -46,9 +46,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.common import database_url  # noqa: E402
+from bench.common import load_csv  # noqa: E402
 from bench.common import sign_in  # noqa: E402
 from wave_web import catalog  # noqa: E402
-from wave_web import columns  # noqa: E402
 from wave_web import create_app  # noqa: E402
 from wave_web import datatables  # noqa: E402
 from wave_web import queries  # noqa: E402
@@ -138,8 +138,7 @@ def run(app, args: argparse.Namespace) -> None:
             experiment = catalog.create_experiment(
                 xtype, "Bench: one big experiment", [], {}
             )
-            load = load_postgresql if backend == "postgresql" else load_sqlite
-            seconds = timed(lambda: load(xtype, experiment.uuid, csv_path))
+            seconds = timed(lambda: load_csv(xtype, experiment.uuid, csv_path))
             print(
                 f"load: {args.rows:,} rows in {seconds:.1f} s "
                 f"({args.rows / seconds:,.0f} rows/s)",
@@ -184,82 +183,6 @@ def add_small_types(n: int) -> None:
         ]
         datatables.insert_rows(xtype, experiment.uuid, rows)
         db.session.commit()
-
-
-def load_postgresql(xtype, experiment_uuid: uuid.UUID, path: Path) -> None:
-    """COPY the CSV into the type's table; the standard columns come from defaults
-    set for the duration of the load (the CSV has none of them)."""
-    from psycopg2 import sql
-
-    names = ["participant_id", *(c.name for c in BENCH_COLUMNS)]
-    table = sql.Identifier(xtype.table_name)
-    conn = db.session.connection().connection.dbapi_connection  # in the transaction
-    with conn.cursor() as cur:
-        defaults = sql.SQL(
-            "ALTER TABLE {t} ALTER COLUMN experiment_uuid SET DEFAULT {u}, "
-            "ALTER COLUMN created_at SET DEFAULT now() AT TIME ZONE 'UTC', "
-            "ALTER COLUMN updated_at SET DEFAULT now() AT TIME ZONE 'UTC'"
-        )
-        cur.execute(defaults.format(t=table, u=sql.Literal(str(experiment_uuid))))
-        copy = sql.SQL("COPY {t} ({c}) FROM STDIN WITH (FORMAT csv, HEADER true)")
-        columns_sql = sql.SQL(", ").join(map(sql.Identifier, names))
-        with open(path, encoding="utf-8") as f:
-            cur.copy_expert(copy.format(t=table, c=columns_sql).as_string(conn), f)
-        loaded = cur.rowcount
-        drop = sql.SQL(
-            "ALTER TABLE {t} ALTER COLUMN experiment_uuid DROP DEFAULT, "
-            "ALTER COLUMN created_at DROP DEFAULT, ALTER COLUMN updated_at DROP DEFAULT"
-        )
-        cur.execute(drop.format(t=table))
-    set_row_count(experiment_uuid, loaded)
-    db.session.commit()
-
-
-def load_sqlite(xtype, experiment_uuid: uuid.UUID, path: Path) -> None:
-    """Parse with the column registry, then executemany in batches of 10k on the raw
-    sqlite3 cursor, in one transaction; values go through the columns' own SQLAlchemy
-    bind processors, so they are stored exactly as the app stores them."""
-    table = datatables.reflect(xtype)
-    names = ["experiment_uuid", "participant_id", "created_at", "updated_at"]
-    names += [c.name for c in BENCH_COLUMNS]
-    dialect = db.engine.dialect
-    insert = table.insert().values({n: sa.bindparam(n) for n in names})
-    compiled = insert.compile(dialect=dialect)
-    order = [compiled.binds[k].key for k in compiled.positiontup]
-    procs = {n: table.c[n].type.bind_processor(dialect) for n in names}
-    parsers = [columns.COLUMN_TYPES[c.type].parse for c in BENCH_COLUMNS]
-    now = datatables.naive_utcnow()
-    fixed = {"experiment_uuid": experiment_uuid, "created_at": now, "updated_at": now}
-    fixed = {n: procs[n](v) if procs[n] else v for n, v in fixed.items()}
-    cursor = db.session.connection().connection.cursor()  # inside the session's BEGIN
-    loaded = 0
-    with open(path, newline="", encoding="utf-8") as f:
-        reader = csv.reader(f)
-        next(reader)
-        batch: list[tuple] = []
-        for participant, *cells in reader:
-            row = dict(fixed, participant_id=participant)
-            for col, parse, cell in zip(BENCH_COLUMNS, parsers, cells, strict=True):
-                value = parse(cell) if cell != "" else None
-                proc = procs[col.name]
-                row[col.name] = proc(value) if proc and value is not None else value
-            batch.append(tuple(row[n] for n in order))
-            if len(batch) == BATCH:
-                cursor.executemany(str(compiled), batch)
-                loaded += len(batch)
-                batch = []
-        cursor.executemany(str(compiled), batch)
-        loaded += len(batch)
-    set_row_count(experiment_uuid, loaded)
-    db.session.commit()
-
-
-def set_row_count(experiment_uuid: uuid.UUID, n: int) -> None:
-    db.session.execute(
-        sa.update(Experiment)
-        .where(Experiment.uuid == experiment_uuid)
-        .values(row_count=n)
-    )
 
 
 def add_sort_index(xtype, name: str) -> None:

@@ -56,16 +56,15 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.common import database_url  # noqa: E402
+from bench.common import load_csv  # noqa: E402
 from bench.common import signed_in_client  # noqa: E402
 from wave_web import catalog  # noqa: E402
-from wave_web import columns  # noqa: E402
 from wave_web import create_app  # noqa: E402
 from wave_web import datatables  # noqa: E402
 from wave_web import schema  # noqa: E402
 from wave_web.columns import ColumnDef  # noqa: E402
 from wave_web.config import normalise_database_url  # noqa: E402
 from wave_web.extensions import db  # noqa: E402
-from wave_web.models import Experiment  # noqa: E402
 
 GENERATOR = ROOT.parent / "shared" / "bench" / "gen_csv.py"
 DEFAULT_PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
@@ -183,7 +182,7 @@ def make_app(url: str):
 
 
 # ----------------------------------------------------------------------
-# Loading (straight into the table, not through the app's import)
+# Loading (the app's import pipeline, without the upload form)
 # ----------------------------------------------------------------------
 
 
@@ -196,8 +195,7 @@ def load_rows(backend: str, url: str, csv_path: Path) -> tuple[int, str]:
                 "Bench trials", "", "bench_trials", BENCH_COLUMNS
             )
             experiment = catalog.create_experiment(xtype, "Bench export", [], {})
-            load = load_postgresql if backend == "postgresql" else load_sqlite
-            rows = load(xtype, experiment.uuid, csv_path)
+            rows = load_csv(xtype, experiment.uuid, csv_path)
             if backend == "postgresql":
                 analyse(xtype.table_name)
             return rows, str(experiment.uuid)
@@ -209,101 +207,6 @@ def dispose(app) -> None:
     with app.app_context():
         db.session.remove()
         db.engine.dispose()
-
-
-def load_postgresql(xtype, experiment_uuid: uuid.UUID, path: Path) -> int:
-    """COPY the CSV in; the standard columns come from defaults set for the load.
-
-    JSON goes in as the generator wrote it (json.dumps, with spaces); the app stores
-    the compact form, so the text is compacted first, as the app would store it.
-    """
-    from psycopg2 import sql
-
-    compact = path.with_suffix(".compact.csv")
-    compact_json(path, compact)
-    names = ["participant_id", *(c.name for c in BENCH_COLUMNS)]
-    table = sql.Identifier(xtype.table_name)
-    conn = db.session.connection().connection.dbapi_connection
-    with conn.cursor() as cur:
-        defaults = sql.SQL(
-            "ALTER TABLE {t} ALTER COLUMN experiment_uuid SET DEFAULT {u}, "
-            "ALTER COLUMN created_at SET DEFAULT now() AT TIME ZONE 'UTC', "
-            "ALTER COLUMN updated_at SET DEFAULT now() AT TIME ZONE 'UTC'"
-        )
-        cur.execute(defaults.format(t=table, u=sql.Literal(str(experiment_uuid))))
-        copy = sql.SQL("COPY {t} ({c}) FROM STDIN WITH (FORMAT csv, HEADER true)")
-        columns_sql = sql.SQL(", ").join(map(sql.Identifier, names))
-        with open(compact, encoding="utf-8") as f:
-            cur.copy_expert(copy.format(t=table, c=columns_sql).as_string(conn), f)
-        loaded = cur.rowcount
-        drop = sql.SQL(
-            "ALTER TABLE {t} ALTER COLUMN experiment_uuid DROP DEFAULT, "
-            "ALTER COLUMN created_at DROP DEFAULT, ALTER COLUMN updated_at DROP DEFAULT"
-        )
-        cur.execute(drop.format(t=table))
-    compact.unlink()
-    set_row_count(experiment_uuid, loaded)
-    db.session.commit()
-    return loaded
-
-
-def compact_json(source: Path, target: Path) -> None:
-    index = 1 + [c.name for c in BENCH_COLUMNS].index("extra")
-    with (
-        open(source, newline="", encoding="utf-8") as f,
-        open(target, "w", newline="", encoding="utf-8") as out,
-    ):
-        reader, writer = csv.reader(f), csv.writer(out)
-        writer.writerow(next(reader))
-        for record in reader:
-            record[index] = columns.format_json(json.loads(record[index]))
-            writer.writerow(record)
-
-
-def load_sqlite(xtype, experiment_uuid: uuid.UUID, path: Path) -> int:
-    """Parse with the column registry, executemany in batches, one transaction."""
-    table = datatables.reflect(xtype)
-    names = ["experiment_uuid", "participant_id", "created_at", "updated_at"]
-    names += [c.name for c in BENCH_COLUMNS]
-    dialect = db.engine.dialect
-    insert = table.insert().values({n: sa.bindparam(n) for n in names})
-    compiled = insert.compile(dialect=dialect)
-    order = [compiled.binds[k].key for k in compiled.positiontup]
-    procs = {n: table.c[n].type.bind_processor(dialect) for n in names}
-    parsers = [columns.COLUMN_TYPES[c.type].parse for c in BENCH_COLUMNS]
-    now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
-    fixed = {"experiment_uuid": experiment_uuid, "created_at": now, "updated_at": now}
-    fixed = {n: procs[n](v) if procs[n] else v for n, v in fixed.items()}
-    cursor = db.session.connection().connection.cursor()
-    loaded = 0
-    with open(path, newline="", encoding="utf-8") as f:
-        reader = csv.reader(f)
-        next(reader)
-        batch: list[tuple] = []
-        for participant, *cells in reader:
-            row = dict(fixed, participant_id=participant)
-            for col, parse, cell in zip(BENCH_COLUMNS, parsers, cells, strict=True):
-                value = parse(cell) if cell != "" else None
-                proc = procs[col.name]
-                row[col.name] = proc(value) if proc and value is not None else value
-            batch.append(tuple(row[n] for n in order))
-            if len(batch) == BATCH:
-                cursor.executemany(str(compiled), batch)
-                loaded += len(batch)
-                batch = []
-        cursor.executemany(str(compiled), batch)
-        loaded += len(batch)
-    set_row_count(experiment_uuid, loaded)
-    db.session.commit()
-    return loaded
-
-
-def set_row_count(experiment_uuid: uuid.UUID, n: int) -> None:
-    db.session.execute(
-        sa.update(Experiment)
-        .where(Experiment.uuid == experiment_uuid)
-        .values(row_count=n)
-    )
 
 
 def analyse(table_name: str) -> None:
