@@ -15,12 +15,24 @@ import sqlalchemy as sa
 from wave_web import accounts
 from wave_web.access import SEEN_KEY
 from wave_web.access import SESSION_KEY
+from wave_web.columns import ColumnDef
 from wave_web.config import normalise_database_url
 from wave_web.extensions import db
 from wave_web.models import User
 
 DEFAULT_PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
 BENCH_EMAIL = "bench@example.org"
+# The generator's columns, in its order (participant_id first, then these).
+BENCH_COLUMNS = (
+    ColumnDef("reaction_time", "FLOAT"),
+    ColumnDef("accuracy", "FLOAT"),
+    ColumnDef("difficulty_level", "INTEGER"),
+    ColumnDef("stimulus_type", "STRING"),
+    ColumnDef("correct", "BOOLEAN"),
+    ColumnDef("response_at", "DATETIME"),
+    ColumnDef("notes", "TEXT"),
+    ColumnDef("extra", "JSON"),
+)
 
 
 @contextlib.contextmanager

@@ -45,6 +45,7 @@ import sqlalchemy as sa
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.common import BENCH_COLUMNS  # noqa: E402
 from bench.common import database_url  # noqa: E402
 from bench.common import load_csv  # noqa: E402
 from bench.common import sign_in  # noqa: E402
@@ -60,17 +61,6 @@ from wave_web.models import Experiment  # noqa: E402
 GENERATOR = ROOT.parent / "shared" / "bench" / "gen_csv.py"
 DEFAULT_PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
 
-# The generator's columns, in its order (participant_id first, then these).
-BENCH_COLUMNS = (
-    ColumnDef("reaction_time", "FLOAT"),
-    ColumnDef("accuracy", "FLOAT"),
-    ColumnDef("difficulty_level", "INTEGER"),
-    ColumnDef("stimulus_type", "STRING"),
-    ColumnDef("correct", "BOOLEAN"),
-    ColumnDef("response_at", "DATETIME"),
-    ColumnDef("notes", "TEXT"),
-    ColumnDef("extra", "JSON"),
-)
 SMALL_COLUMNS = (
     ColumnDef("score", "INTEGER"),
     ColumnDef("label", "STRING"),

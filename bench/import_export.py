@@ -55,6 +55,7 @@ import sqlalchemy as sa
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.common import BENCH_COLUMNS  # noqa: E402
 from bench.common import database_url  # noqa: E402
 from bench.common import load_csv  # noqa: E402
 from bench.common import signed_in_client  # noqa: E402
@@ -62,7 +63,6 @@ from wave_web import catalog  # noqa: E402
 from wave_web import create_app  # noqa: E402
 from wave_web import datatables  # noqa: E402
 from wave_web import schema  # noqa: E402
-from wave_web.columns import ColumnDef  # noqa: E402
 from wave_web.config import normalise_database_url  # noqa: E402
 from wave_web.extensions import db  # noqa: E402
 
@@ -77,18 +77,6 @@ RESULT_KEYS = (
 )
 SMALL_SIZE = 200_000  # the memory check compares this many rows with all of them
 BATCH = 10_000
-
-# The generator's columns, in its order (participant_id first, then these).
-BENCH_COLUMNS = (
-    ColumnDef("reaction_time", "FLOAT"),
-    ColumnDef("accuracy", "FLOAT"),
-    ColumnDef("difficulty_level", "INTEGER"),
-    ColumnDef("stimulus_type", "STRING"),
-    ColumnDef("correct", "BOOLEAN"),
-    ColumnDef("response_at", "DATETIME"),
-    ColumnDef("notes", "TEXT"),
-    ColumnDef("extra", "JSON"),
-)
 
 
 def main() -> None:

@@ -226,3 +226,16 @@ def db(app):
 def dialect(app) -> str:
     with app.app_context():
         return _db.engine.dialect.name
+
+
+def close_app_with_jobs(app) -> None:
+    """Tear down an app whose tests ran import jobs: none may be left running."""
+    from wave_web.csv_io import jobs
+
+    with app.app_context():
+        assert jobs.wait_all(60), "an import job is stuck"
+        runner = app.extensions.get("wave_import_runner")
+        if runner is not None:
+            runner.shutdown()
+        _db.session.remove()
+        _db.engine.dispose()

@@ -15,6 +15,7 @@ import time
 
 import pytest
 import sqlalchemy as sa
+from tests.conftest import close_app_with_jobs
 from tests.conftest import make_app
 from tests.factories import make_experiment
 from tests.factories import make_rows
@@ -58,13 +59,7 @@ def app(database_url, tmp_path):
         WAVE_SQLITE_BUSY_MS=300,
     )
     yield app
-    with app.app_context():
-        assert jobs.wait_all(WAIT), "an import job is stuck"
-        runner = app.extensions.get("wave_import_runner")
-        if runner is not None:
-            runner.shutdown()
-        _db.session.remove()
-        _db.engine.dispose()
+    close_app_with_jobs(app)
 
 
 @pytest.fixture

@@ -15,6 +15,7 @@ import time
 
 import pytest
 import sqlalchemy as sa
+from tests.conftest import close_app_with_jobs
 from tests.conftest import make_app
 from tests.factories import make_experiment
 from tests.factories import make_rows
@@ -49,21 +50,11 @@ def settings(tmp_path, **overrides):
     }
 
 
-def close(app) -> None:
-    with app.app_context():
-        assert jobs.wait_all(WAIT), "an import job is stuck"
-        runner = app.extensions.get("wave_import_runner")
-        if runner is not None:
-            runner.shutdown()
-        _db.session.remove()
-        _db.engine.dispose()
-
-
 @pytest.fixture
 def app(database_url, tmp_path):
     app = make_app(database_url, tmp_path, **settings(tmp_path))
     yield app
-    close(app)
+    close_app_with_jobs(app)
 
 
 @pytest.fixture
@@ -342,7 +333,7 @@ def test_slow_one_step_import_answers_202_with_the_job_address(
         assert "Imported 6,000 rows." in text_of(app.test_client().get(url))
     finally:
         release.set()
-        close(app)
+        close_app_with_jobs(app)
 
 
 # ----------------------------------------------------------------------
@@ -464,7 +455,7 @@ def test_upload_over_the_limit_gets_the_friendly_413_page(
             count = sa.select(sa.func.count()).select_from(ImportJob)
             assert _db.session.scalar(count) == 0
     finally:
-        close(app)
+        close_app_with_jobs(app)
 
 
 def test_unknown_experiment_or_job_is_404(client, experiment):
