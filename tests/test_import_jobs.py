@@ -23,6 +23,7 @@ from tests.factories import make_type
 from wave_web import schema
 from wave_web.columns import ColumnDef
 from wave_web.csv_io import jobs
+from wave_web.csv_io import runner as runner_module
 from wave_web.csv_io.importing import ImportOptions
 from wave_web.errors import InvalidValue
 from wave_web.errors import NotFound
@@ -244,7 +245,7 @@ def test_a_refused_audit_write_leaves_no_rows_either(app, db, experiment, monkey
     def broken(*args, **kwargs):
         raise RuntimeError("audit store down")
 
-    monkeypatch.setattr(jobs, "record", broken)
+    monkeypatch.setattr(runner_module, "record", broken)
     job = finished(upload(experiment, HEADER + rows_text(10), confirm=True))
     assert job.state == "failed"
     assert job.message == jobs.UNEXPECTED
