@@ -187,6 +187,7 @@ ACCEPTED = [
     ("DATETIME", "2024-03-04T16:30:00+02:00", dt.datetime(2024, 3, 4, 14, 30)),
     ("DATETIME", "2024-03-04T09:00:00-05:30", dt.datetime(2024, 3, 4, 14, 30)),
     ("JSON", '{"a": 1, "b": [true, null]}', {"a": 1, "b": [True, None]}),
+    ("JSON", "null", None),  # the JSON literal null is "no value", like an empty cell
     ("JSON", "[1, 2.5]", [1, 2.5]),
     ("JSON", "3", 3),
     ("JSON", '"text"', "text"),
@@ -238,7 +239,6 @@ REFUSED = [
     ("JSON", "[1, Infinity]", "JSON"),
     ("JSON", "{'a': 1}", "JSON"),
     ("JSON", '{"a":}', "JSON"),
-    ("JSON", "null", "null"),
 ]
 
 

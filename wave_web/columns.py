@@ -487,8 +487,7 @@ def parse_json(text: str) -> Any:
             'expected valid JSON like {"key": 1} or [1, 2] '
             "(NaN and Infinity are not JSON)"
         ) from None
-    if value is None:
-        raise ValueError("JSON null is not stored; leave the cell empty for no value")
+    # The literal null is "no value", like an empty cell: stored as NULL.
     return value
 
 
@@ -700,11 +699,14 @@ class ColumnDef:
     type: str
     nullable: bool = True
     description: str = ""
+    label: str = ""  # the header the column came from (a file's), when not the name
 
     def to_json(self) -> dict[str, Any]:
         data: dict[str, Any] = {"type": self.type, "nullable": self.nullable}
         if self.description:
             data["description"] = self.description
+        if self.label and self.label != self.name:
+            data["label"] = self.label
         return data
 
 
@@ -725,9 +727,14 @@ def normalise_schema(definition: Any) -> list[ColumnDef]:
                     f"Column “{shorten(name)}”: nullable must be true or false."
                 )
             description = spec.get("description") or ""
+            label = spec.get("label") or ""
             columns.append(
                 ColumnDef(
-                    name, column_type(spec["type"]).name, nullable, str(description)
+                    name,
+                    column_type(spec["type"]).name,
+                    nullable,
+                    str(description),
+                    str(label),
                 )
             )
         else:

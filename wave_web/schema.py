@@ -452,6 +452,35 @@ def add_column(xtype: ExperimentType, col: ColumnDef, fill_text: str = "") -> No
     )
 
 
+def add_columns_for_import(xtype: ExperimentType, defs: Sequence[ColumnDef]) -> None:
+    """Add optional columns in the caller's transaction (an import's); no commit.
+
+    The import commits them with its rows, or its rollback takes them away; either
+    way the caller must `datatables.forget` the table afterwards on failure.
+    """
+    problems = check_columns([*xtype.columns, *defs])
+    if problems:
+        raise InvalidValue(problems[0].message + _try(problems[0]))
+    table = datatables.reflect(xtype)
+    conn = db.session.connection()
+    for col in defs:
+        datatables.add_column(conn, table, replace(col, nullable=True))
+    before = xtype.schema_definition
+    xtype.schema_definition = columns.schema_to_json(
+        [*xtype.columns, *(replace(c, nullable=True) for c in defs)]
+    )
+    record(
+        "type.add_column",
+        "experiment_type",
+        xtype.id,
+        f"Added {len(defs)} column{'s' if len(defs) != 1 else ''} from an import: "
+        + columns.shorten(", ".join(c.name for c in defs)),
+        before=before,
+        after=xtype.schema_definition,
+    )
+    db.session.flush()  # bumps schema_version: reflect() sees the new columns
+
+
 def _try(problem: Problem) -> str:
     return (
         f" Try “{problem.suggestion}”."

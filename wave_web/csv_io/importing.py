@@ -28,6 +28,7 @@ from collections.abc import Iterator
 from collections.abc import Mapping
 from dataclasses import dataclass
 from dataclasses import field
+from dataclasses import replace
 from typing import Any
 
 import sqlalchemy as sa
@@ -35,12 +36,14 @@ import sqlalchemy as sa
 from wave_web import columns
 from wave_web import datatables
 from wave_web import models
+from wave_web import schema
 from wave_web.columns import ColumnDef
 from wave_web.csv_io import fastpath
 from wave_web.csv_io.reading import CsvFormat
 from wave_web.csv_io.reading import FileRefused
 from wave_web.csv_io.reading import records
 from wave_web.csv_io.reading import sniff
+from wave_web.errors import InvalidValue
 from wave_web.errors import NotFound
 from wave_web.errors import WaveError
 from wave_web.extensions import db
@@ -48,7 +51,8 @@ from wave_web.extensions import db
 MAX_LISTED = 100  # problems shown in full; the rest are counted per column
 PREVIEW_ROWS = 20
 CHUNK_ROWS = 5_000  # rows per COPY chunk / executemany / progress report
-MISSING_TOKENS = ("NA", "N/A", "None", "null", "NULL", "NaN", "nan")
+# Missing-value spellings an import may treat as empty (opt-in, per import).
+MISSING_TOKENS = ("NA", "N/A", "None", "null", "NULL", "NaN", "[]", ".")
 SET_BY_APP = ("experiment_uuid", "created_at", "updated_at")
 MODES = ("insert", "update")
 # Convert the next chunk in a thread while SQLite writes the last one (bench/ compares).
@@ -72,12 +76,21 @@ class ImportOptions:
     """What the user chose: insert or update, header overrides, missing-value words.
 
     `mapping` maps a file column's position (0-based) to a target column name, or to
-    "" to ignore that column; positions not in it are mapped by name.
+    "" to ignore that column; positions not in it are mapped by name. `header_line`
+    is the physical line of the header (None: the first record; records before it
+    are a preamble), `skip_lines` the start lines of records that are not data
+    (extra header rows, sentinel rows). `formats` names a csv_io.formats format per
+    target column (decimal comma, day-first dates …); `add_columns` are new optional
+    columns the import adds to the type, in the import's transaction.
     """
 
     mode: str = "insert"
     mapping: Mapping[int, str] = field(default_factory=dict)
     missing: frozenset[str] = frozenset()
+    header_line: int | None = None
+    skip_lines: frozenset[int] = frozenset()
+    formats: Mapping[str, str] = field(default_factory=dict)
+    add_columns: tuple[ColumnDef, ...] = ()
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -135,6 +148,9 @@ class Report:
     bad_rows: int = 0
     preview: list[dict[str, str]] = field(default_factory=list)
     mode: str = "insert"
+    # column → missing-value spelling ("" for empty) → cells read as empty
+    missing_counts: dict[str, Counter] = field(default_factory=dict)
+    skipped: list[int] = field(default_factory=list)  # start lines of skipped records
 
     @property
     def ok(self) -> bool:
@@ -178,6 +194,8 @@ class Report:
             "bad_rows": self.bad_rows,
             "preview": self.preview,
             "mode": self.mode,
+            "missing_counts": {k: dict(v) for k, v in self.missing_counts.items()},
+            "skipped": self.skipped[:MAX_LISTED],
         }
 
     @classmethod
@@ -195,6 +213,10 @@ class Report:
             bad_rows=data.get("bad_rows", 0),
             preview=list(data.get("preview", [])),
             mode=data.get("mode", "insert"),
+            missing_counts={
+                k: Counter(v) for k, v in data.get("missing_counts", {}).items()
+            },
+            skipped=list(data.get("skipped", [])),
         )
 
 
@@ -353,24 +375,63 @@ def _parse_participant(text: str) -> str:
         raise ValueError(str(exc).removeprefix("participant_id ")) from None
 
 
-def value_converter(col: ColumnDef, missing: frozenset[str]) -> Callable[[str], Any]:
-    """text → Python value (None when empty) for one column, or ValueError."""
+def value_converter(
+    col: ColumnDef,
+    missing: frozenset[str],
+    fmt: str | None = None,
+    seen: Counter | None = None,
+) -> Callable[[str], Any]:
+    """text → Python value (None when empty) for one column, or ValueError.
+
+    `fmt` (a csv_io.formats key) turns a cell into the registry's spelling first;
+    `seen` counts the missing-value spellings met (for the preview).
+    """
     ctype = columns.COLUMN_TYPES[col.type]
     parse, nullable = ctype.parse, col.nullable
+    if fmt is not None:
+        from wave_web.csv_io import formats  # TODO(#10): top-level once it lands
+
+        prepare = formats.converter(fmt)
+        plain = parse
+
+        def parse(text: str) -> Any:
+            return plain(prepare(text.strip()))
 
     def convert(text: str) -> Any:
         bare = text.strip() if ctype.strip or missing else text
         if not (bare if ctype.strip else text) or bare in missing:
+            if seen is not None:
+                seen[bare] += 1
             if nullable:
                 return None
             raise ValueError(REQUIRED)
-        return parse(text)
+        try:
+            value = parse(text)
+        except ValueError as exc:
+            raise ValueError(_token_hint(str(exc), text, missing)) from None
+        if value is None and not nullable:  # JSON null
+            raise ValueError(REQUIRED)
+        return value
 
     return convert
 
 
+def _token_hint(rule: str, text: str, missing: frozenset[str]) -> str:
+    """A refused missing-value spelling: say that the import can treat it as empty."""
+    token = text.strip()
+    if token in MISSING_TOKENS and token not in missing:
+        return (
+            f"{rule} (if “{token}” means no value here, choose “{token}” under "
+            "missing values)"
+        )
+    return rule
+
+
 def _python_converter(
-    name: str | None, col: ColumnDef | None, missing: frozenset[str]
+    name: str | None,
+    col: ColumnDef | None,
+    options: ImportOptions,
+    report: Report | None = None,
 ) -> Callable[[str], Any]:
     if name is None:
         return _empty_only
@@ -378,7 +439,10 @@ def _python_converter(
         return _parse_id
     if col is None:
         return _parse_participant
-    return value_converter(col, missing)
+    seen = None
+    if report is not None and options.missing:
+        seen = report.missing_counts.setdefault(name, Counter())
+    return value_converter(col, options.missing, options.formats.get(name), seen)
 
 
 _COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
@@ -421,10 +485,10 @@ def _sink_converter(
     col: ColumnDef | None,
     table: sa.Table,
     dialect: sa.Dialect,
-    missing: frozenset[str],
+    options: ImportOptions,
 ) -> Callable[[str], Any]:
     """text → what the writer sends: COPY text, or a DB-API value for SQLite."""
-    convert = _python_converter(name, col, missing)
+    convert = _python_converter(name, col, options)
     if sink == "copy":
         fmt = _copy_text if col is None else _COPY_FORMATS[col.type]
         return _compose(convert, fmt, "\\N")
@@ -490,6 +554,7 @@ def _make_plan(
 ) -> _Plan:
     targets = _targets(xtype, options.mode)
     positions, names, converters, fast = [], [], [], []
+    counted = report if sink == "python" else None
     for cell in report.header:
         if cell.target is None and not cell.note.startswith("no name"):
             continue
@@ -498,13 +563,13 @@ def _make_plan(
         positions.append(cell.position)
         names.append(name)
         if name is None or sink == "python":
-            converters.append(_python_converter(name, col, options.missing))
+            converters.append(_python_converter(name, col, options, counted))
         else:
-            converters.append(
-                _sink_converter(sink, name, col, table, dialect, options.missing)
-            )
+            converters.append(_sink_converter(sink, name, col, table, dialect, options))
         fast.append(_fast_converter(name, col, sink, table, dialect))
-    usable = not options.missing and all(f is not None for f in fast)
+    usable = (
+        not options.missing and not options.formats and all(f is not None for f in fast)
+    )
     return _Plan(
         positions, names, converters, fast if usable else None, len(report.header)
     )
@@ -600,6 +665,53 @@ def _batches(
             progress(report.rows)
 
 
+@dataclass(frozen=True)
+class _WithAdded:
+    """A type as an import sees it: its columns plus those the import adds."""
+
+    base: Any
+    columns: list[ColumnDef]
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.base, name)
+
+
+def effective_type(xtype: Any, options: ImportOptions) -> Any:
+    """`xtype`, or a view of it with `options.add_columns` appended."""
+    if not options.add_columns:
+        return xtype
+    return _WithAdded(xtype, [*xtype.columns, *options.add_columns])
+
+
+def _header(
+    rows: Iterator[tuple[int, list[str]]], options: ImportOptions, report: Report
+) -> tuple[int, list[str]]:
+    """The header record: the first one, or the one starting at `header_line`."""
+    for line, cells in rows:
+        if options.header_line is None or line == options.header_line:
+            return line, cells
+        if line > options.header_line:
+            break
+        report.skipped.append(line)
+    if options.header_line is not None:
+        raise FileRefused(
+            f"No record of the file starts on line {options.header_line:,}, the "
+            "chosen header line.",
+            options.header_line,
+        )
+    raise FileRefused("The file has no header row.", 1)
+
+
+def _data_rows(
+    rows: Iterator[tuple[int, list[str]]], skip: frozenset[int], report: Report
+) -> Iterator[tuple[int, list[str]]]:
+    for line, cells in rows:
+        if line in skip:
+            report.skipped.append(line)
+        else:
+            yield line, cells
+
+
 def _start(
     xtype: Any, path: str, options: ImportOptions
 ) -> tuple[Report, Iterator[tuple[int, list[str]]]]:
@@ -607,10 +719,10 @@ def _start(
     report = Report(mode=options.mode)
     report.format = sniff(path)
     rows = records(path, report.format)
-    first = next(rows, None)
-    if first is None:
-        raise FileRefused("The file has no header row.", 1)
-    plan_header(xtype, first[1], options, report, first[0])
+    line, header = _header(rows, options, report)
+    if options.skip_lines:
+        rows = _data_rows(rows, options.skip_lines, report)
+    plan_header(xtype, header, options, report, line)
     if report.format.encoding != "utf-8" or report.format.delimiter != ",":
         report.notes.append(f"Read as {report.format.label}.")
     return report, rows
@@ -631,6 +743,7 @@ def check_file(
     Raises FileRefused when the file is not readable CSV; problems in the header or
     cells are in the returned report (it never raises ImportRefused).
     """
+    xtype = effective_type(xtype, options)
     report, rows = _start(xtype, path, options)
     plan = _make_plan(report, xtype, options, "python")
     names = [plan.names[i] for i in plan.written]
@@ -656,6 +769,7 @@ def _preview_row(
 
 def offending_rows(xtype: Any, path: str, options: ImportOptions) -> Iterator[list]:
     """The rows with problems, as cells plus an `error` cell; the header first."""
+    xtype = effective_type(xtype, options)
     report, rows = _start(xtype, path, options)
     header = [c.text for c in report.header]
     yield [*header, "error"]
@@ -688,11 +802,39 @@ def import_file(
     was checked; the caller must roll back (nothing it wrote may be kept).
     """
     # Schema changes lock the type's row FOR UPDATE: they wait until this commits,
-    # and a change that committed just before is seen by the refresh.
-    if not models.lock_type(xtype.id, shared=True):
+    # and a change that committed just before is seen by the refresh. An import
+    # that adds columns is a schema change itself.
+    if not models.lock_type(xtype.id, shared=not options.add_columns):
         raise NotFound("The experiment type was deleted.")
     db.session.refresh(xtype)
     datatables.require_experiment(xtype, experiment_uuid)
+    if not options.add_columns:
+        return _import_rows(xtype, experiment_uuid, path, options, progress)
+    try:
+        _add_columns(xtype, options)
+        options = replace(options, add_columns=())
+        return _import_rows(xtype, experiment_uuid, path, options, progress)
+    except BaseException:
+        datatables.forget(xtype.table_name)  # the rollback takes the columns away
+        raise
+
+
+def _add_columns(xtype: Any, options: ImportOptions) -> None:
+    try:
+        schema.add_columns_for_import(xtype, options.add_columns)
+    except InvalidValue as exc:  # e.g. someone added a column of that name meanwhile
+        report = Report(mode=options.mode)
+        report.add(Problem(None, None, None, None, exc.message))
+        raise ImportRefused(report) from None
+
+
+def _import_rows(
+    xtype: Any,
+    experiment_uuid: uuid.UUID,
+    path: str,
+    options: ImportOptions,
+    progress: Progress | None,
+) -> Report:
     report, rows = _start(xtype, path, options)
     if not report.ok:
         report.rows = sum(1 for _ in rows)  # for the report; cells are not checked

@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Mapping
 from typing import Any
 
+import orjson
+
 from wave_web import columns
+from wave_web.columns import ColumnDef
 from wave_web.csv_io.importing import MISSING_TOKENS
 from wave_web.csv_io.importing import ImportOptions
 from wave_web.csv_io.importing import Report
 from wave_web.csv_io.importing import mapping_from_form
+from wave_web.errors import InvalidName
 from wave_web.errors import InvalidValue
-
-log = logging.getLogger(__name__)
 
 BY_NAME = "?"  # mapping form value: match the header text by name
 PARTICIPANT_ALIASES = (
@@ -37,27 +38,147 @@ PARTICIPANT_ALIASES = (
 )
 
 
+ADD = "+"  # mapping form value: add the file column to the type as a new column
+MAX_SKIPS = 1_000
+MAX_LINE = 10**9
+
+
+def _values(form: Mapping[str, str], key: str) -> list[str]:
+    getlist = getattr(form, "getlist", None)
+    if getlist is not None:
+        return getlist(key)
+    value = form.get(key)
+    return [] if value is None else [value]
+
+
+def _line(text: str, field: str) -> int:
+    text = text.strip()
+    if not text.isdigit() or not 1 <= int(text) <= MAX_LINE:
+        raise InvalidValue(
+            f"“{columns.shorten(text)}” is not a line number (1 or more).", field=field
+        )
+    return int(text)
+
+
+def _missing(form: Mapping[str, str]) -> frozenset[str]:
+    """The chosen spellings (`missing_token`, repeatable), or all with `missing=1`."""
+    if form.get("missing"):
+        return frozenset(MISSING_TOKENS)
+    chosen = frozenset(t for t in _values(form, "missing_token") if t)
+    unknown = sorted(chosen - set(MISSING_TOKENS))
+    if unknown:
+        raise InvalidValue(
+            f"“{columns.shorten(unknown[0])}” is not one of the offered missing-value "
+            f"spellings ({', '.join(MISSING_TOKENS)}).",
+            field="missing_token",
+        )
+    return chosen
+
+
+def _formats(form: Mapping[str, str]) -> dict[str, str]:
+    """`format-<column>` fields: a csv_io.formats key per target column."""
+    found = {}
+    for key, value in form.items():
+        if not key.startswith("format-") or not value:
+            continue
+        from wave_web.csv_io import formats  # TODO(#10): top-level once it lands
+
+        if value not in formats.FORMATS:
+            raise InvalidValue(
+                f"“{columns.shorten(value)}” is not a known value format.", field=key
+            )
+        found[key[len("format-") :][:100]] = value
+    return found
+
+
+def _added(form: Mapping[str, str], position: int) -> ColumnDef:
+    """The new column a file column becomes (`add_name-<p>`, `add_type-<p>`)."""
+    name = (form.get(f"add_name-{position}") or "").strip()
+    type_name = (form.get(f"add_type-{position}") or "").strip().upper()
+    label = (form.get(f"add_label-{position}") or "")[:255]
+    try:
+        columns.validate_name(name)
+    except InvalidName as exc:
+        raise InvalidValue(
+            f"New column “{columns.shorten(name)}”: {exc.message}",
+            field=f"add_name-{position}",
+        ) from None
+    if type_name not in columns.COLUMN_TYPES:
+        raise InvalidValue(
+            f"Choose a type for the new column “{name}”.", field=f"add_type-{position}"
+        )
+    return ColumnDef(name, type_name, True, "", label)
+
+
 def options_from_form(form: Mapping[str, str]) -> ImportOptions:
     """ImportOptions from the upload or mapping form; InvalidValue names the field.
 
     Mapping selects (`map-<position>`) hold a target column, "" to ignore the column,
-    or BY_NAME to match its header text; with `ignore_unmatched` the last become "".
+    BY_NAME to match its header text, or ADD to add it to the type as a new column;
+    with `ignore_unmatched` the BY_NAME ones become "".
     """
     mode = form.get("mode") or "insert"
     if mode not in ("insert", "update"):
         raise InvalidValue("Choose insert or update.", field="mode")
     ignore = bool(form.get("ignore_unmatched"))
-    mapping = {}
+    mapping: dict[int, str] = {}
+    added: list[ColumnDef] = []
     for position, target in mapping_from_form(form.items()).items():
         if len(target) > 100:
             raise InvalidValue("A mapping target is too long.", field="mapping")
         if target == BY_NAME:
             if ignore:
                 mapping[position] = ""
+        elif target == ADD:
+            col = _added(form, position)
+            if any(c.name == col.name for c in added):
+                raise InvalidValue(
+                    f"Two file columns would become the new column “{col.name}”.",
+                    field=f"add_name-{position}",
+                )
+            added.append(col)
+            mapping[position] = col.name
         else:
             mapping[position] = target
-    missing = frozenset(MISSING_TOKENS) if form.get("missing") else frozenset()
-    return ImportOptions(mode=mode, mapping=mapping, missing=missing)
+    header = (form.get("header_line") or "").strip()
+    skips = [_line(t, "skip_line") for t in _values(form, "skip_line") if t.strip()]
+    if len(skips) > MAX_SKIPS:
+        raise InvalidValue(
+            f"At most {MAX_SKIPS:,} lines can be skipped.", field="skip_line"
+        )
+    return ImportOptions(
+        mode=mode,
+        mapping=mapping,
+        missing=_missing(form),
+        header_line=_line(header, "header_line") if header else None,
+        skip_lines=frozenset(skips),
+        formats=_formats(form),
+        add_columns=tuple(added),
+    )
+
+
+def header_mapping_from_form(form: Mapping[str, str]) -> dict[str, str]:
+    """A script's `mapping` field: JSON of file header → column ("" ignores it)."""
+    raw = form.get("mapping")
+    if not raw:
+        return {}
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        raise InvalidValue(
+            'The mapping must be a JSON object like {"subject": "participant_id"}.',
+            field="mapping",
+        ) from None
+    if not isinstance(data, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) and len(v) <= 100
+        for k, v in data.items()
+    ):
+        raise InvalidValue(
+            "The mapping must be a JSON object of header text → column name "
+            '(or "" to ignore the column).',
+            field="mapping",
+        )
+    return data
 
 
 def options_to_json(options: ImportOptions) -> dict[str, Any]:
@@ -65,6 +186,13 @@ def options_to_json(options: ImportOptions) -> dict[str, Any]:
         "mode": options.mode,
         "mapping": sorted([p, t] for p, t in options.mapping.items()),
         "missing": sorted(options.missing),
+        "header_line": options.header_line,
+        "skip_lines": sorted(options.skip_lines),
+        "formats": dict(options.formats),
+        "add_columns": [
+            {"name": c.name, "type": c.type, "label": c.label}
+            for c in options.add_columns
+        ],
     }
 
 
@@ -73,6 +201,13 @@ def options_from_json(data: Mapping[str, Any]) -> ImportOptions:
         mode=data.get("mode", "insert"),
         mapping={int(p): t for p, t in data.get("mapping", [])},
         missing=frozenset(data.get("missing", [])),
+        header_line=data.get("header_line"),
+        skip_lines=frozenset(data.get("skip_lines", [])),
+        formats=dict(data.get("formats", {})),
+        add_columns=tuple(
+            ColumnDef(c["name"], c["type"], True, "", c.get("label", ""))
+            for c in data.get("add_columns", [])
+        ),
     )
 
 
