@@ -138,8 +138,12 @@ def create_experiment(
     description: str,
     tag_names: Iterable[str],
     additional_data: dict,
+    commit: bool = True,
 ) -> Experiment:
-    """A new experiment of `xtype`; unknown tags are created (see resolve_tags)."""
+    """A new experiment of `xtype`; unknown tags are created (see resolve_tags).
+
+    With `commit=False` it stays in the caller's transaction.
+    """
     description = _clean_description(description)
     # FOR SHARE: waits for a delete_type in progress, which then wins.
     if not lock_type(xtype.id, shared=True):
@@ -164,7 +168,8 @@ def create_experiment(
         f"Created experiment “{columns.shorten(experiment.description)}”",
         after=_snapshot(experiment),
     )
-    db.session.commit()
+    if commit:
+        db.session.commit()
     return experiment
 
 

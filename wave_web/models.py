@@ -400,3 +400,34 @@ class ImportJob(db.Model):
     @property
     def is_final(self) -> bool:
         return self.state in FINAL_JOB_STATES
+
+
+class ImportMapping(db.Model):
+    """Where the columns of a file header went the last time (per type).
+
+    `mapping` is header text → target column ("" ignored); `options` keeps the
+    missing-value spellings and value formats, so the next file from the same tool
+    imports in one click.
+    """
+
+    __tablename__ = "import_mappings"
+    __table_args__ = (
+        sa.UniqueConstraint(
+            "experiment_type_id", "header_key", name="uq_import_mappings_type_header"
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    experiment_type_id: Mapped[int] = mapped_column(
+        sa.ForeignKey(
+            "experiment_types.id",
+            name="fk_import_mappings_experiment_type_id",
+            ondelete="CASCADE",
+        )
+    )
+    header_key: Mapped[str] = mapped_column(sa.String(64))
+    header: Mapped[list[str]] = mapped_column(sa.JSON)
+    mapping: Mapped[dict[str, str]] = mapped_column(sa.JSON)
+    options: Mapped[dict[str, Any]] = mapped_column(sa.JSON)
+    uses: Mapped[int] = mapped_column(default=0, server_default="0")
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -262,9 +262,17 @@ def check_new_type(
 
 
 def create_type(
-    name: str, description: str, table_name: str, defs: Sequence[ColumnDef]
+    name: str,
+    description: str,
+    table_name: str,
+    defs: Sequence[ColumnDef],
+    commit: bool = True,
 ) -> ExperimentType:
-    """Registry row + CREATE TABLE + indexes + audit entry, in one transaction."""
+    """Registry row + CREATE TABLE + indexes + audit entry, in one transaction.
+
+    With `commit=False` the caller goes on in the same transaction (a type from a
+    file: experiment and rows commit with it) and must roll back on any error.
+    """
     name, table_name, problems = check_new_type(name, table_name, defs, description)
     if problems:
         db.session.rollback()
@@ -290,7 +298,10 @@ def create_type(
                 "schema_definition": xtype.schema_definition,
             },
         )
-        db.session.commit()
+        if commit:
+            db.session.commit()
+        else:
+            db.session.flush()
     except sa_exc.DBAPIError as exc:
         # SQLite reports an existing table as OperationalError, PostgreSQL as
         # ProgrammingError (42P07) or IntegrityError (23505 on pg_type).
