@@ -41,9 +41,7 @@ from wave_web import database
 from wave_web import datatables
 from wave_web import schema
 from wave_web.columns import ColumnDef
-from wave_web.csv_io import excel
 from wave_web.csv_io import formats
-from wave_web.csv_io import inference
 from wave_web.csv_io.importing import MISSING_TOKENS
 from wave_web.csv_io.importing import ImportOptions
 from wave_web.csv_io.importing import ImportRefused
@@ -222,6 +220,8 @@ def start_draft(upload: Any, user: Any, sheet: str | None = None) -> Draft:
             "as an Excel workbook (.xlsx) and upload it again.",
             field="file",
         )
+    from wave_web.csv_io import excel  # TODO(#10): top-level once it lands
+
     os.makedirs(_folder(), exist_ok=True)
     reap_drafts()
     key = str(uuid.uuid4())
@@ -266,6 +266,8 @@ def start_draft(upload: Any, user: Any, sheet: str | None = None) -> Draft:
 
 def change_sheet(draft: Draft, sheet: str) -> Draft:
     """Convert another sheet of the workbook and analyse it from scratch."""
+    from wave_web.csv_io import excel  # TODO(#10): top-level once it lands
+
     _require_idle(draft)
     if draft.kind != "xlsx":
         raise InvalidValue("Only Excel workbooks have sheets.", field="sheet")
@@ -328,6 +330,8 @@ def wait(draft: Draft, seconds: float) -> Draft:
 
 def _analyse(draft: Draft) -> None:
     """Propose a layout and columns, default the choices from them, then check."""
+    from wave_web.csv_io import inference  # TODO(#10): top-level once it lands
+
     choices = draft.choices or {}
     header_line = choices.get("header_line")
     layout = inference.detect_layout(draft.data_path, header_line=header_line)
