@@ -209,12 +209,28 @@ _SYSTEM_COLUMNS |= {"_rowid_"}
 RESERVED_WORDS = frozenset(_PG_RESERVED) | frozenset(_SQLITE_KEYWORDS) | _SYSTEM_COLUMNS
 
 
+# Product names written in camel case stay one word (`PsychoPy` → `psychopy`, not
+# `psycho_py`); they still split from what follows (`psychopyVersion`).
+_BRAND_WORDS = re.compile(
+    r"(?:(?<![A-Za-z])|(?<=[a-z])(?=[A-Z]))"
+    r"(?i:psychopy|psychojs|jspsych|opensesame|e-?prime|superlab|limesurvey"
+    r"|eyelink|labvanced|javascript|github|youtube|matlab)"
+    r"(?![a-z])"
+)
+
+
 def suggest_name(text: str, kind: str = "column") -> str | None:
-    """A valid identifier near what was typed (`Reaction Time` → `reaction_time`)."""
+    """A valid identifier near what was typed (`Reaction Time` → `reaction_time`).
+
+    camelCase splits (`expName` → `exp_name`, `IPAddress` → `ip_address`) except in
+    the product names of _BRAND_WORDS (`jsPsych` → `jspsych`).
+    """
     ascii_text = (
         unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode("ascii")
     )
+    ascii_text = _BRAND_WORDS.sub(lambda m: f"_{m[0].lower()}_", ascii_text)
     ascii_text = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", ascii_text)  # camelCase
+    ascii_text = re.sub(r"(?<=[A-Z])(?=[A-Z][a-z]{2})", "_", ascii_text)  # IPAddress
     name = re.sub(r"[^a-z0-9]+", "_", ascii_text.lower()).strip("_")
     for prefix in ("pg_", "sqlite_"):
         while name.startswith(prefix):

@@ -25,6 +25,8 @@ ENCODINGS = {
     "utf-8": "UTF-8",
     "utf-8-sig": "UTF-8 with BOM",
     "utf-16": "UTF-16 with BOM",
+    "utf-16-le": "UTF-16 LE without BOM",
+    "utf-16-be": "UTF-16 BE without BOM",
 }
 _SNIFF_BYTES = 64 * 1024
 
