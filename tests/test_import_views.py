@@ -385,12 +385,24 @@ def test_latin1_file_fails_with_its_line(app, client, xtype, experiment, other):
 
 
 def test_unknown_header_is_refused_with_a_suggestion(client, xtype, experiment):
-    data = GOOD.replace("accuracy", "acuracy")
+    data = GOOD.replace("accuracy", "accur")
     _, response = upload_and_check(client, experiment, data)
     page = parse(response.data)
     problems = page.find("table", class_="problems-table").text
-    assert "acuracy" in problems and "did you mean accuracy?" in problems
+    assert "accur" in problems and "did you mean accuracy?" in problems
     assert stored(xtype, experiment) == []
+
+
+def test_misspelt_header_is_proposed_for_the_close_column_before_the_check(
+    client, xtype, experiment
+):
+    data = GOOD.replace("accuracy", "acuracy")
+    _, response = upload_and_check(client, experiment, data)
+    page = parse(response.data)
+    assert page.find("table", class_="problems-table") is None  # no problem listed
+    select = page.find("select", name="map-2")
+    chosen = [o for o in select.find_all("option") if "selected" in o.attrs]
+    assert [o.attrs["value"] for o in chosen] == ["accuracy"]
 
 
 @pytest.mark.parametrize(
@@ -493,7 +505,9 @@ def test_mapping_form_maps_a_participant_column_and_ignores_others(
     values = form_fields(page, form)
     assert values["map-0"] == "participant_id"  # proposed
     assert values["map-3"] == jobs.BY_NAME  # notes: unmatched
-    assert "proposed: check again to apply" in page.text
+    # The proposal is applied before the check: no "participant_id is required".
+    assert "is required but the file has no such column" not in page.text
+    assert "proposed" in mapping_form(page).text
 
     values["ignore_unmatched"] = "1"
     response = client.post(url + "/check", data=values)
@@ -725,6 +739,8 @@ def test_jspsych_file_imports_with_null_as_missing(client, db, tmp_path):
     page = parse(response.data)
     values = form_fields(page, mapping_form(page))
     assert values["map-9"] == "participant_id"  # subject_id
+    assert "missing_token" in values  # the chosen spellings are kept in the form
+    values["missing"] = "1"  # form_fields keeps one value per name: all of them
     values["ignore_unmatched"] = "1"
     client.post(url + "/check", data=values)
     settle()

@@ -220,8 +220,6 @@ def start_draft(upload: Any, user: Any, sheet: str | None = None) -> Draft:
             "as an Excel workbook (.xlsx) and upload it again.",
             field="file",
         )
-    from wave_web.csv_io import excel  # TODO(#10): top-level once it lands
-
     os.makedirs(_folder(), exist_ok=True)
     reap_drafts()
     key = str(uuid.uuid4())
@@ -232,7 +230,12 @@ def start_draft(upload: Any, user: Any, sheet: str | None = None) -> Draft:
         if size == 0:
             raise InvalidValue(f"The file “{name}” is empty (0 bytes).", field="file")
         sheets: list[str] = []
-        if is_xlsx or excel.is_xlsx(raw, name):
+        with open(raw, "rb") as f:
+            is_zip = f.read(4) == b"PK\x03\x04"
+        if is_xlsx or is_zip:
+            from wave_web.csv_io import excel  # TODO(#10): top-level once it lands
+
+        if is_xlsx or (is_zip and excel.is_xlsx(raw, name)):
             if not is_xlsx:  # an .xlsx saved under another name
                 os.replace(raw, _path(key, ".xlsx"))
                 is_xlsx = True

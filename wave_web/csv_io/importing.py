@@ -151,6 +151,10 @@ class Report:
     # column → missing-value spelling ("" for empty) → cells read as empty
     missing_counts: dict[str, Counter] = field(default_factory=dict)
     skipped: list[int] = field(default_factory=list)  # start lines of skipped records
+    # missing-value spellings among the refused cells (the page proposes them)
+    tokens_seen: Counter = field(default_factory=Counter)
+    # file position → proposed new column {name, type, reason} for unmatched columns
+    new_columns: dict[str, dict[str, str]] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -196,6 +200,8 @@ class Report:
             "mode": self.mode,
             "missing_counts": {k: dict(v) for k, v in self.missing_counts.items()},
             "skipped": self.skipped[:MAX_LISTED],
+            "tokens_seen": dict(self.tokens_seen),
+            "new_columns": self.new_columns,
         }
 
     @classmethod
@@ -217,6 +223,8 @@ class Report:
                 k: Counter(v) for k, v in data.get("missing_counts", {}).items()
             },
             skipped=list(data.get("skipped", [])),
+            tokens_seen=Counter(data.get("tokens_seen", {})),
+            new_columns=dict(data.get("new_columns", {})),
         )
 
 
@@ -593,6 +601,8 @@ def _check_row(
         try:
             values.append(convert(text))
         except ValueError as exc:
+            if text.strip() in MISSING_TOKENS:
+                report.tokens_seen[text.strip()] += 1
             label = name or f"column {position + 1}"
             report.add(Problem(row, line, label, show_value(text), str(exc)))
             messages.append(f"{label}: {exc}")
@@ -754,7 +764,47 @@ def check_file(
                 if len(report.preview) < PREVIEW_ROWS:
                     report.preview.append(_preview_row(names, values, targets))
     _no_rows(report)
+    if options.mode == "insert":
+        report.new_columns = _new_column_proposals(xtype, path, options, report)
     return report
+
+
+MAX_PROPOSED_COLUMNS = 200
+
+
+def _new_column_proposals(
+    xtype: Any, path: str, options: ImportOptions, report: Report
+) -> dict[str, dict[str, str]]:
+    """A name and a type (inferred from every value) for each unmatched column."""
+    unmatched = {
+        c.position
+        for c in report.header
+        if c.target is None and c.text.strip() and c.position not in options.mapping
+    }
+    if not unmatched:
+        return {}
+    from wave_web.csv_io import inference  # it reads files with this module's help
+
+    try:
+        layout = inference.detect_layout(path, header_line=options.header_line)
+        analysis = inference.analyse(path, layout)
+    except (FileRefused, WaveError):
+        return {}
+    taken = {c.name for c in xtype.columns} | set(columns.STANDARD_COLUMNS)
+    found = {}
+    for guess in analysis.columns:
+        if guess.position not in unmatched or len(found) >= MAX_PROPOSED_COLUMNS:
+            continue
+        name, number = guess.name, 2
+        while name in taken:
+            name, number = f"{guess.name[:58]}_{number}", number + 1
+        taken.add(name)
+        found[str(guess.position)] = {
+            "name": name,
+            "type": guess.type,
+            "reason": guess.reason,
+        }
+    return found
 
 
 def _preview_row(

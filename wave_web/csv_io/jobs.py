@@ -17,6 +17,7 @@ import logging
 import os
 import uuid
 from collections.abc import Iterator
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,10 +29,12 @@ from wave_web.csv_io.importing import ImportOptions
 from wave_web.csv_io.importing import Report
 from wave_web.csv_io.importing import offending_rows
 from wave_web.csv_io.options import BY_NAME
+from wave_web.csv_io.options import header_mapping_from_form
 from wave_web.csv_io.options import mapping_choices
 from wave_web.csv_io.options import options_from_form
 from wave_web.csv_io.options import options_from_json
 from wave_web.csv_io.options import options_to_json
+from wave_web.csv_io.options import propose
 from wave_web.csv_io.options import proposed_targets
 from wave_web.csv_io.runner import ABANDONED
 from wave_web.csv_io.runner import ACTIVE_STATES
@@ -62,6 +65,7 @@ from wave_web.models import utcnow
 # What the views and tests use, importable from here as before.
 __all__ = [
     "BY_NAME",
+    "header_mapping_from_form",
     "CANCELLED",
     "UNEXPECTED",
     "Live",
@@ -164,8 +168,14 @@ def start(
     options: ImportOptions,
     confirm: bool = False,
     defer_row: bool = False,
+    by_header: Mapping[str, str] | None = None,
 ) -> ImportJob:
     """Store an upload (a werkzeug FileStorage), create its job, start the check.
+
+    Before the check every unmatched file column gets a proposed target (see
+    options.propose: a script's `by_header` mapping, the remembered mapping, labels;
+    for previews also participant aliases and close names), so the problems the
+    check lists are those of the mapping the page shows.
 
     With `defer_row` (see must_wait_for_import) this request writes nothing: the job
     row is inserted by the runner, and until then the job lives in the registry. The
@@ -188,6 +198,7 @@ def start(
                 "needs a header row and data rows.",
                 field="file",
             )
+        options = _proposed(key, stored.path, options, by_header, confirm)
         now = utcnow()
         values = {
             "uuid": job_uuid,
@@ -213,6 +224,34 @@ def start(
         raise
     runner().submit(job_uuid, "check")
     return ImportJob(**values)  # transient: reading the row would open a transaction
+
+
+def _proposed(
+    experiment_uuid: uuid.UUID,
+    path: str,
+    options: ImportOptions,
+    by_header: Mapping[str, str] | None,
+    one_step: bool,
+) -> ImportOptions:
+    from wave_web import catalog
+
+    xtype = catalog.get_experiment(experiment_uuid).experiment_type
+    check_added(xtype, options)
+    return propose(xtype, path, options, by_header, guess=not one_step)
+
+
+def check_added(xtype: Any, options: ImportOptions) -> None:
+    """InvalidValue when a column the import would add clashes with the type's."""
+    if not options.add_columns:
+        return
+    taken = {c.name for c in xtype.columns} | {"participant_id"}
+    for col in options.add_columns:
+        if col.name in taken:
+            raise InvalidValue(
+                f"The type already has a column “{col.name}”: map the file column "
+                "to it, or give the new column another name.",
+                field="mapping",
+            )
 
 
 def _insert_job(values: dict[str, Any]) -> bool:
@@ -269,6 +308,9 @@ def recheck(job: ImportJob, options: ImportOptions, defer: bool = False) -> None
     SQLite lock is free; this request writes nothing. Likewise for confirm and cancel.
     """
     _require_decision(job)
+    from wave_web import catalog
+
+    check_added(catalog.get_experiment(job.experiment_uuid).experiment_type, options)
     values = {"options": options_to_json(options), "auto_confirm": False}
     if defer:
         runner().submit(job.uuid, "recheck", pending=values)

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import difflib
+import hashlib
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 import orjson
+import sqlalchemy as sa
 
 from wave_web import columns
 from wave_web.columns import ColumnDef
@@ -13,8 +17,14 @@ from wave_web.csv_io.importing import MISSING_TOKENS
 from wave_web.csv_io.importing import ImportOptions
 from wave_web.csv_io.importing import Report
 from wave_web.csv_io.importing import mapping_from_form
+from wave_web.csv_io.reading import FileRefused
+from wave_web.csv_io.reading import records
+from wave_web.csv_io.reading import sniff
 from wave_web.errors import InvalidName
 from wave_web.errors import InvalidValue
+from wave_web.extensions import db
+from wave_web.models import ImportMapping
+from wave_web.models import utcnow
 
 BY_NAME = "?"  # mapping form value: match the header text by name
 PARTICIPANT_ALIASES = (
@@ -209,6 +219,117 @@ def options_from_json(data: Mapping[str, Any]) -> ImportOptions:
             for c in data.get("add_columns", [])
         ),
     )
+
+
+# ----------------------------------------------------------------------
+# Proposals before the check, and mappings remembered per type and header
+# ----------------------------------------------------------------------
+
+
+def read_header(path: str, options: ImportOptions) -> list[str] | None:
+    """The file's header cells (at `options.header_line`), or None if unreadable."""
+    try:
+        fmt = sniff(path)
+        for line, cells in records(path, fmt):
+            if options.header_line is None or line >= options.header_line:
+                return cells
+    except FileRefused:
+        return None
+    return None
+
+
+def header_key(header: list[str]) -> str:
+    """A file header's identity: the same tool writes the same header."""
+    return hashlib.sha256("\x1f".join(header).encode("utf-8")).hexdigest()
+
+
+def remembered(xtype: Any, header: list[str]) -> ImportMapping | None:
+    stmt = sa.select(ImportMapping).where(
+        ImportMapping.experiment_type_id == xtype.id,
+        ImportMapping.header_key == header_key(header),
+    )
+    return db.session.scalars(stmt).first()
+
+
+def _by_label(xtype: Any) -> dict[str, str]:
+    return {c.label: c.name for c in xtype.columns if c.label}
+
+
+def propose(
+    xtype: Any,
+    path: str,
+    options: ImportOptions,
+    by_header: Mapping[str, str] | None = None,
+    guess: bool = True,
+) -> ImportOptions:
+    """Options with a target for every file column the user did not map himself.
+
+    In order: a script's `mapping` by header text, the mapping remembered for this
+    type and header, the column's label, then (with `guess`, for previews a person
+    confirms) a usual participant column name and a close name. Columns matched
+    exactly, or up to case and punctuation, are left to the header plan.
+    """
+    header = read_header(path, options)
+    if header is None:
+        return options
+    targets = {"participant_id", *(c.name for c in xtype.columns)}
+    if options.mode == "update":
+        targets.add("id")
+    memory = remembered(xtype, header)
+    known = dict(memory.mapping) if memory else {}
+    labels = _by_label(xtype)
+    mapping = dict(options.mapping)
+    used = set(mapping.values())
+    for position, text in enumerate(header):
+        if position in mapping:
+            continue
+        loose = _loose(text)
+        if text in targets or text.strip().lower() in targets or loose in targets:
+            used.add(loose if loose in targets else text.strip().lower())
+            continue
+        target = None
+        if by_header and text in by_header:
+            target = by_header[text]
+        elif text in known and (known[text] in targets or known[text] == ""):
+            target = known[text]
+        elif text in labels:
+            target = labels[text]
+        elif guess and loose in PARTICIPANT_ALIASES and "participant_id" not in used:
+            target = "participant_id"
+        elif guess and loose:
+            close = difflib.get_close_matches(loose, sorted(targets - used), 1, 0.85)
+            target = close[0] if close else None
+        if target is not None and (target == "" or target not in used):
+            mapping[position] = target
+            used.add(target)
+    extra: dict[str, Any] = {}
+    if memory and not options.missing and not options.formats:
+        extra = {
+            "missing": frozenset(memory.options.get("missing", [])),
+            "formats": dict(memory.options.get("formats", {})),
+        }
+    return replace(options, mapping=mapping, **extra)
+
+
+def remember(xtype: Any, report: Report, options: ImportOptions) -> None:
+    """Keep where each column of this header went (in the import's transaction)."""
+    header = [c.text for c in report.header]
+    if not header:
+        return
+    mapping = {c.text: c.target or "" for c in report.header if c.text.strip()}
+    data = {"missing": sorted(options.missing), "formats": dict(options.formats)}
+    memory = remembered(xtype, header)
+    if memory is None:
+        memory = ImportMapping(
+            experiment_type_id=xtype.id,
+            header_key=header_key(header),
+            header=header[:1000],
+            uses=0,
+        )
+        db.session.add(memory)
+    memory.mapping, memory.options = mapping, data
+    memory.uses = (memory.uses or 0) + 1
+    memory.updated_at = utcnow()
 
 
 def _loose(text: str) -> str:

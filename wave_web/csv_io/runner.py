@@ -42,6 +42,7 @@ from wave_web.csv_io.importing import Report
 from wave_web.csv_io.importing import check_file
 from wave_web.csv_io.importing import import_file
 from wave_web.csv_io.options import options_from_json
+from wave_web.csv_io.options import remember
 from wave_web.csv_io.reading import FileRefused
 from wave_web.csv_io.uploads import job_path
 from wave_web.csv_io.uploads import remove_file
@@ -167,6 +168,20 @@ class Runner:
         self.pool.shutdown(wait=wait)
 
     # -- writes that must not collide with a running SQLite import -----------
+
+    @contextlib.contextmanager
+    def exclusive_write(self) -> Iterator[None]:
+        """On SQLite, run a long write as an import (a type from a file): one at a time,
+        and uploads arriving meanwhile are deferred (must_wait_for_import)."""
+        if not self.is_sqlite:
+            yield
+            return
+        with self.sqlite_writes:
+            self.importing += 1
+            try:
+                yield
+            finally:
+                self.importing -= 1
 
     @contextlib.contextmanager
     def writing(self, blocking: bool = True) -> Iterator[bool]:
@@ -390,6 +405,8 @@ class Runner:
             job=str(info.uuid),
             table=xtype.table_name,
         )
+        if info.options.mode == "insert":
+            remember(xtype, report, info.options)  # the next such file: one click
         db.session.commit()
         remove_file(info.path)
 

@@ -24,6 +24,7 @@ from werkzeug.utils import secure_filename
 
 from wave_web import catalog
 from wave_web.access import requires
+from wave_web.columns import TYPE_NAMES
 from wave_web.csv_io import jobs
 from wave_web.csv_io.importing import MISSING_TOKENS
 from wave_web.csv_io.reading import MAX_CELL_BYTES
@@ -82,6 +83,7 @@ def _job_page(experiment: Experiment, job: ImportJob, status: int = 200):
             "chosen": jobs.proposed_targets(st.report, xtype, options),
             "choices": jobs.mapping_choices(xtype, options.mode),
             "by_name": jobs.BY_NAME,
+            "type_names": TYPE_NAMES,
         }
     return render_template(
         "imports/job.html",
@@ -117,6 +119,7 @@ def import_upload(experiment_uuid: str):
             options,
             confirm=_is_one_step(),
             defer_row=g.import_defer,
+            by_header=jobs.header_mapping_from_form(request.form),
         )
     except InvalidValue as exc:
         experiment = catalog.get_experiment(experiment_uuid)
