@@ -48,6 +48,8 @@ from wave_web.csv_io.importing import ImportRefused
 from wave_web.csv_io.importing import Report
 from wave_web.csv_io.importing import check_file
 from wave_web.csv_io.importing import import_file
+from wave_web.csv_io.options import PARTICIPANT_ALIASES
+from wave_web.csv_io.reading import CsvFormat
 from wave_web.csv_io.reading import FileRefused
 from wave_web.csv_io.runner import runner
 from wave_web.csv_io.uploads import COPY_CHUNK
@@ -68,6 +70,7 @@ STATES = ("analysing", "checking", "ready", "creating", "created", "failed")
 BUSY = ("analysing", "checking", "creating")
 STALE_SECONDS = 600  # a busy draft whose thread died long ago is shown as failed
 SHOWN_COLUMNS = 200  # columns listed on the screen; the rest are counted
+ALIASES = {a.replace("_", "") for a in PARTICIPANT_ALIASES}
 _locks: dict[str, threading.Lock] = {}
 _locks_guard = threading.Lock()
 
@@ -367,6 +370,7 @@ def analysis_to_json(analysis: Any) -> dict[str, Any]:
             "label": layout.format.label,
         },
         "header_line": layout.header_line,
+        "backslash_quotes": layout.backslash_quotes,
         "skips": [asdict(s) for s in layout.skips],
         "rows": analysis.rows,
         "participant": analysis.participant,
@@ -402,12 +406,22 @@ def default_choices(
             "nullable": guess.nullable,
             "format": guess.format or "",
         }
+    participant = _participant(analysis)
+    if participant is not None and participant != analysis.participant:
+        cols[str(participant)]["include"] = False
+        if analysis.participant is not None:  # kept as an ordinary column
+            old = cols[str(analysis.participant)]
+            header = next(
+                g.header for g in analysis.columns if g.position == analysis.participant
+            )
+            old["include"], old["nullable"] = True, True
+            old["name"] = columns.suggest_name(header) or f"column_{participant + 1}"
     type_name = before.get("type_name") or _type_name_from_file(draft.file_name)
     return {
         "header_line": before.get("header_line"),
         "undone_skips": list(before.get("undone_skips", [])),
         "missing": before.get("missing", found),
-        "participant": analysis.participant,
+        "participant": participant,
         "constant_participant": before.get("constant_participant", ""),
         "type_name": type_name,
         "table_name": before.get("table_name", ""),
@@ -416,6 +430,23 @@ def default_choices(
         or f"{draft.file_name} ({utcnow():%Y-%m-%d})",
         "columns": cols,
     }
+
+
+def _participant(analysis: Any) -> int | None:
+    """The proposed participant column, or another id column that is never empty.
+
+    Every row needs an id: Qualtrics' PROLIFIC_PID is empty on preview responses,
+    its ResponseId never is.
+    """
+    by_position = {g.position: g for g in analysis.columns}
+    chosen = by_position.get(analysis.participant)
+    if chosen is None or not any(chosen.missing.values()):
+        return analysis.participant
+    for guess in analysis.columns:
+        loose = columns.suggest_name(guess.header) or ""
+        if loose.replace("_", "") in ALIASES and not any(guess.missing.values()):
+            return guess.position
+    return analysis.participant
 
 
 def skipped_lines(draft: Draft) -> frozenset[int]:
@@ -474,8 +505,12 @@ def planned_type(draft: Draft) -> tuple[Any, ImportOptions]:
         for position, col in planned
         if choices["columns"][str(position)].get("format")
     }
-    header_line = (draft.analysis or {}).get("header_line")
+    analysis = draft.analysis or {}
+    header_line = analysis.get("header_line")
+    fmt = analysis.get("format")
     options = ImportOptions(
+        format=CsvFormat(fmt["encoding"], fmt["delimiter"]) if fmt else None,
+        backslash_quotes=bool(analysis.get("backslash_quotes")),
         mapping=mapping,
         missing=frozenset(choices.get("missing", [])),
         header_line=header_line,
@@ -652,8 +687,14 @@ def parse_choices(draft: Draft, form: Mapping[str, str]) -> dict[str, Any]:
         k: (form.get(k) or "")[:2000]
         for k in ("type_name", "table_name", "description", "experiment_description")
     }
+    header_line = _line_field(form.get("header_line", ""), "header_line")
+    if (
+        header_line == draft.analysis.get("header_line")
+        and old.get("header_line") is None
+    ):
+        header_line = None  # the detected line, as shown: still detected
     return {
-        "header_line": _line_field(form.get("header_line", ""), "header_line"),
+        "header_line": header_line,
         "undone_skips": undone,
         "missing": [t for t in MISSING_TOKENS if t in missing],
         "participant": int(participant) if participant else None,

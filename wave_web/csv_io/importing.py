@@ -91,6 +91,9 @@ class ImportOptions:
     skip_lines: frozenset[int] = frozenset()
     formats: Mapping[str, str] = field(default_factory=dict)
     add_columns: tuple[ColumnDef, ...] = ()
+    # How to read the file when known (a type from a file): else sniffed.
+    format: CsvFormat | None = None
+    backslash_quotes: bool = False  # `\"` inside a cell is a quote (OpenSesame)
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -727,8 +730,13 @@ def _start(
 ) -> tuple[Report, Iterator[tuple[int, list[str]]]]:
     """Sniff the file and plan its header; the iterator yields the data rows."""
     report = Report(mode=options.mode)
-    report.format = sniff(path)
-    rows = records(path, report.format)
+    report.format = options.format or sniff(path)
+    if options.backslash_quotes:
+        from wave_web.csv_io import inference  # it builds on this module
+
+        rows = inference.records(path, report.format, backslash_quotes=True)
+    else:
+        rows = records(path, report.format)
     line, header = _header(rows, options, report)
     if options.skip_lines:
         rows = _data_rows(rows, options.skip_lines, report)
