@@ -29,7 +29,7 @@ from wave_web.models import AuditEntry
 from wave_web.models import Experiment
 from wave_web.models import ImportJob
 
-SAMPLES = "/work/shared/samples"
+SAMPLES = os.path.join(os.path.dirname(__file__), "data", "samples")
 WAIT = 30
 COLUMNS = (
     ColumnDef("reaction_time", "FLOAT"),

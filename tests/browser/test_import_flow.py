@@ -60,10 +60,9 @@ def test_upload_preview_map_confirm_and_see_the_rows(page, server, tmp_path):
 
     # The check runs as a job; the page follows it and shows the preview.
     expect(page.get_by_role("heading", name="Columns of the file")).to_be_visible()
-    expect(page.locator(".alert-danger")).to_contain_text("2 problems")
+    # The participant column is proposed and applied before the check.
     select = page.get_by_label("Column 1 subject_nr goes to")
-    expect(select).to_have_value("participant_id")  # proposed
-    page.get_by_role("button", name="Check again with these choices").click()
+    expect(select).to_have_value("participant_id")
 
     expect(page.locator(".alert-success")).to_contain_text("All 3 rows are valid.")
     preview = page.locator("table.preview-rows tbody tr")
@@ -81,7 +80,7 @@ def test_upload_preview_map_confirm_and_see_the_rows(page, server, tmp_path):
     # … and the same rows come back in a download.
     page.get_by_role("link", name="Export CSV").first.click()
     with page.expect_download() as info:
-        page.get_by_role("button", name="Download").click()
+        page.get_by_role("button", name="Download CSV").click()
     with open(info.value.path(), encoding="utf-8-sig", newline="") as f:
         rows = list(csv.DictReader(f))
     assert [(r["participant_id"], r["rt"], r["word"]) for r in rows] == [
