@@ -17,12 +17,14 @@ refused file leaves no type behind.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime as dt
 import hashlib
 import json
 import logging
 import os
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from collections.abc import Mapping
@@ -328,10 +330,12 @@ def _work(app: Flask, folder: str, key: str, step: Callable[[Draft], None]) -> N
 
 def wait(draft: Draft, seconds: float) -> Draft:
     """The draft after its background step finished, or as it is after `seconds`."""
-    lock = _lock(draft.uuid)
-    if lock.acquire(timeout=seconds):
-        lock.release()
-    return _read(draft.uuid)
+    deadline = time.monotonic() + seconds
+    while True:
+        current = _read(draft.uuid)
+        if not current.is_busy or time.monotonic() >= deadline:
+            return current
+        time.sleep(0.05)
 
 
 def _analyse(draft: Draft) -> None:
@@ -340,9 +344,17 @@ def _analyse(draft: Draft) -> None:
 
     choices = draft.choices or {}
     header_line = choices.get("header_line")
-    layout = inference.detect_layout(draft.data_path, header_line=header_line)
+    detected = inference.detect_layout(draft.data_path, header_line=header_line)
+    undone = set(choices.get("undone_skips", []))
+    # Rows the user keeps as data are analysed as data, and still listed (to redo).
+    kept = tuple(s for s in detected.skips if s.line not in undone)
+    layout = dataclasses.replace(detected, skips=kept)
     analysis = inference.analyse(draft.data_path, layout)
     draft.analysis = analysis_to_json(analysis)
+    found = {s["line"] for s in draft.analysis["skips"]}
+    draft.analysis["skips"] += [
+        asdict(s) for s in detected.skips if s.line in undone and s.line not in found
+    ]
     draft.choices = default_choices(draft, analysis, choices)
     _check(draft)
 
