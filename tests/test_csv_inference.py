@@ -622,3 +622,46 @@ def test_chunks_keep_counts_and_rows_across_the_file(tmp_path):
     at = col(a, "at")
     assert (at.type, at.nullable, at.missing) == ("DATETIME", True, {"": 1})
     assert "7 distinct" in col(a, "subject").reason
+
+
+# ----------------------------------------------------------------------
+# Refused files and small rules
+# ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("content", [b"", b"\n\n", codecs.BOM_UTF8])
+def test_empty_file_is_refused(tmp_path, content):
+    path = tmp_path / "empty.csv"
+    path.write_bytes(content)
+    with pytest.raises(reading.FileRefused, match="empty"):
+        detect_layout(str(path))
+
+
+def test_undecodable_file_is_refused_with_its_line(tmp_path):
+    path = tmp_path / "latin1.csv"
+    path.write_bytes("subject,word\nS1,gr\u00fcn\n".encode("latin-1"))
+    with pytest.raises(reading.FileRefused) as info:
+        detect_layout(str(path))
+    assert info.value.line == 2
+
+
+def test_empty_array_is_missing_in_a_numeric_column(tmp_path):
+    a = synthetic(tmp_path, "subject,rt\nS1,0.5\nS2,[]\n")
+    rt = col(a, "rt")
+    assert (rt.type, rt.missing) == ("FLOAT", {"[]": 1})
+    assert a.missing_found == {"[]": 1}
+
+
+def test_skipped_records_are_shown_shortened():
+    a = sample("qualtrics_survey.csv")
+    assert all(len(s.text) <= 80 for s in a.layout.skips)
+    assert a.layout.skips[0].text.startswith("Start Date, End Date")
+
+
+def test_every_alias_is_spelt_as_suggest_name_spells_it():
+    for alias in inference.PARTICIPANT_ALIASES:
+        if alias != "participant_id":  # a standard column: suggest_name adds _value
+            assert columns.suggest_name(alias) == alias
+    assert set(inference.SECONDARY_PARTICIPANT_ALIASES) <= set(
+        inference.PARTICIPANT_ALIASES
+    )

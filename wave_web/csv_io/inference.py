@@ -44,15 +44,16 @@ from wave_web.errors import InvalidValue
 
 # Offered missing-value spellings (the import's MISSING_TOKENS, in the same order).
 MISSING_SPELLINGS = ("NA", "N/A", "None", "null", "NULL", "NaN", "[]", ".")
-# Cleaned header names (lower case, letters and digits only) of participant columns.
-# The first group wins over the second: Gorilla's Private ID over its Public ID,
-# Prolific's PID over Qualtrics' ResponseId.
+# Participant columns, as columns.suggest_name spells their headers. Secondary ones
+# yield to any other: Gorilla's Private ID wins over its Public ID, Prolific's PID over
+# Qualtrics' ResponseId.
 PARTICIPANT_ALIASES = (
     "participant",
     "participant_id",
     "participant_nr",
     "participant_number",
     "participant_private_id",
+    "participant_public_id",
     "subject",
     "subject_id",
     "subject_nr",
@@ -64,14 +65,12 @@ PARTICIPANT_ALIASES = (
     "vpn",
     "prolific_pid",
     "prolific_id",
+    "response_id",
+    "responseid",
     "worker_id",
     "workerid",
 )
-SECONDARY_PARTICIPANT_ALIASES = (
-    "participant_public_id",
-    "response_id",
-    "responseid",
-)
+SECONDARY_PARTICIPANT_ALIASES = ("participant_public_id", "response_id", "responseid")
 SENTINEL = "END OF FILE"  # Gorilla's last record
 CHUNK_ROWS = 5_000
 HEAD_RECORDS = 50  # what detect_layout reads after the header
@@ -582,8 +581,8 @@ def _key(text: str) -> str:
     return re.sub(r"[^a-z0-9]", "", name.removesuffix("_value"))
 
 
-_PRIMARY_KEYS = {_key(a) for a in PARTICIPANT_ALIASES}
 _SECONDARY_KEYS = {_key(a) for a in SECONDARY_PARTICIPANT_ALIASES}
+_PRIMARY_KEYS = {_key(a) for a in PARTICIPANT_ALIASES} - _SECONDARY_KEYS
 
 
 def participant_position(header: list[str] | tuple[str, ...]) -> int | None:
