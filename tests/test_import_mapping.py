@@ -238,3 +238,71 @@ def test_added_column_that_exists_already_is_refused(client, xtype, experiment):
     response = client.post(url + "/check", data=values, follow_redirects=True)
     assert "already has a column “rt”" in response.get_data(as_text=True)
     assert schema.get_type(xtype.id).columns == list(COLUMNS)
+
+
+@pytest.fixture
+def timed(db):
+    return make_type(
+        "Timed",
+        "timed_data",
+        (
+            ColumnDef("rt", "FLOAT"),
+            ColumnDef("at", "DATETIME"),
+            ColumnDef("ok", "BOOLEAN"),
+        ),
+    )
+
+
+def test_locale_formats_are_proposed_and_change_only_their_column(client, timed):
+    experiment = make_experiment(timed, "DE")
+    data = (
+        "participant_id;rt;at;ok\n"
+        "P1;0,532;23.10.2024 14:31:08;WAHR\n"
+        "P2;1,5;24.10.2024;FALSCH\n"
+    )
+    url, response = upload_and_check(client, experiment, data)
+    page = parse(response.data)
+    values = form_fields(page, mapping_form(page))
+    # Proposed (pre-selected, stated), not applied: the check still refuses them.
+    assert values["format-rt"] == "decimal_comma"
+    assert values["format-at"] == "dmy"
+    assert values["format-ok"] == "bool_words"
+    assert "check again to apply" in text_of(response)
+    client.post(url + "/check", data=values)
+    settle()
+    assert "All 2 rows are valid." in text_of(client.get(url))
+    client.post(url + "/confirm")
+    settle()
+    rows = stored(timed, experiment)
+    assert [(r["participant_id"], r["rt"], r["ok"]) for r in rows] == [
+        ("P1", 0.532, True),
+        ("P2", 1.5, False),
+    ]
+    assert rows[0]["at"].isoformat() == "2024-10-23T14:31:08"
+
+
+def test_dates_that_fit_both_orders_are_not_guessed(client, timed):
+    experiment = make_experiment(timed, "Ambiguous")
+    data = "participant_id,at\nP1,01/02/2024\nP2,03/04/2024\n"
+    url, response = upload_and_check(client, experiment, data)
+    page = parse(response.data)
+    values = form_fields(page, mapping_form(page))
+    assert values["format-at"] == ""  # nothing chosen for the user
+    assert "choose one" in text_of(response)
+    values["format-at"] = "mdy"
+    client.post(url + "/check", data=values)
+    settle()
+    client.post(url + "/confirm")
+    settle()
+    assert [r["at"].isoformat() for r in stored(timed, experiment)] == [
+        "2024-01-02T00:00:00",
+        "2024-03-04T00:00:00",
+    ]
+
+
+def test_unknown_format_is_refused_at_its_field(client, timed):
+    experiment = make_experiment(timed, "X")
+    data = "participant_id,at\nP1,2024-01-02\n"
+    response = post_file(client, experiment, data, **{"format-at": "yyyy"})
+    assert response.status_code == 422
+    assert "is not a known value format" in response.get_data(as_text=True)

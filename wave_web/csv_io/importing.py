@@ -39,6 +39,7 @@ from wave_web import models
 from wave_web import schema
 from wave_web.columns import ColumnDef
 from wave_web.csv_io import fastpath
+from wave_web.csv_io import formats
 from wave_web.csv_io.reading import CsvFormat
 from wave_web.csv_io.reading import FileRefused
 from wave_web.csv_io.reading import records
@@ -158,6 +159,8 @@ class Report:
     tokens_seen: Counter = field(default_factory=Counter)
     # file position → proposed new column {name, type, reason} for unmatched columns
     new_columns: dict[str, dict[str, str]] = field(default_factory=dict)
+    # column → csv_io.formats keys that read every refused value listed (proposals)
+    format_choices: dict[str, list[str]] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -205,6 +208,7 @@ class Report:
             "skipped": self.skipped[:MAX_LISTED],
             "tokens_seen": dict(self.tokens_seen),
             "new_columns": self.new_columns,
+            "format_choices": self.format_choices,
         }
 
     @classmethod
@@ -228,6 +232,7 @@ class Report:
             skipped=list(data.get("skipped", [])),
             tokens_seen=Counter(data.get("tokens_seen", {})),
             new_columns=dict(data.get("new_columns", {})),
+            format_choices=dict(data.get("format_choices", {})),
         )
 
 
@@ -400,8 +405,6 @@ def value_converter(
     ctype = columns.COLUMN_TYPES[col.type]
     parse, nullable = ctype.parse, col.nullable
     if fmt is not None:
-        from wave_web.csv_io import formats  # TODO(#10): top-level once it lands
-
         prepare = formats.converter(fmt)
         plain = parse
 
@@ -774,7 +777,40 @@ def check_file(
     _no_rows(report)
     if options.mode == "insert":
         report.new_columns = _new_column_proposals(xtype, path, options, report)
+    report.format_choices = _format_proposals(xtype, options, report)
     return report
+
+
+def _format_proposals(
+    xtype: Any, options: ImportOptions, report: Report
+) -> dict[str, list[str]]:
+    """For columns with refused cells: the value formats that would read them all.
+
+    Only proposed (the preview shows them): a format is applied when the user
+    chooses it. Two that fit (day- and month-first dates) mean the user must choose.
+    """
+    by_name = {c.name: c for c in xtype.columns}
+    refused: dict[str, list[str]] = {}
+    for problem in report.problems:
+        col = by_name.get(problem.column or "")
+        if col is None or problem.value is None or col.name in options.formats:
+            continue
+        if problem.value.strip() and problem.value.strip() not in MISSING_TOKENS:
+            refused.setdefault(col.name, []).append(problem.value)
+    found = {}
+    for name, values in refused.items():
+        parse = columns.COLUMN_TYPES[by_name[name].type].parse
+        fits = []
+        for fmt in formats.formats_for(by_name[name].type):
+            try:
+                for value in values:
+                    parse(fmt.convert(value.strip()))
+            except ValueError:
+                continue
+            fits.append(fmt.key)
+        if fits:
+            found[name] = fits
+    return found
 
 
 MAX_PROPOSED_COLUMNS = 200

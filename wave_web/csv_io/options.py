@@ -13,6 +13,7 @@ import sqlalchemy as sa
 
 from wave_web import columns
 from wave_web.columns import ColumnDef
+from wave_web.csv_io import formats
 from wave_web.csv_io.importing import MISSING_TOKENS
 from wave_web.csv_io.importing import ImportOptions
 from wave_web.csv_io.importing import Report
@@ -91,8 +92,6 @@ def _formats(form: Mapping[str, str]) -> dict[str, str]:
     for key, value in form.items():
         if not key.startswith("format-") or not value:
             continue
-        from wave_web.csv_io import formats  # TODO(#10): top-level once it lands
-
         if value not in formats.FORMATS:
             raise InvalidValue(
                 f"“{columns.shorten(value)}” is not a known value format.", field=key

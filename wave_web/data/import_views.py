@@ -25,6 +25,7 @@ from werkzeug.utils import secure_filename
 from wave_web import catalog
 from wave_web.access import requires
 from wave_web.columns import TYPE_NAMES
+from wave_web.csv_io import formats
 from wave_web.csv_io import jobs
 from wave_web.csv_io.importing import MISSING_TOKENS
 from wave_web.csv_io.reading import MAX_CELL_BYTES
@@ -84,6 +85,11 @@ def _job_page(experiment: Experiment, job: ImportJob, status: int = 200):
             "choices": jobs.mapping_choices(xtype, options.mode),
             "by_name": jobs.BY_NAME,
             "type_names": TYPE_NAMES,
+            "column_types": {c.name: c.type for c in xtype.columns},
+            "formats_by_type": {
+                t: [(f.key, f.label) for f in formats.formats_for(t)]
+                for t in TYPE_NAMES
+            },
         }
     return render_template(
         "imports/job.html",
