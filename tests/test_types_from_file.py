@@ -209,3 +209,29 @@ def test_bad_column_name_is_reported_at_its_field(client, db):
     assert page.find(id=f"name-{position}-error") is not None
     _db.session.rollback()
     assert _db.session.scalars(sa.select(ExperimentType)).all() == []
+
+
+def test_qualtrics_times_are_read_in_their_zone_and_stored_in_utc(client, db):
+    url = upload(client, "qualtrics_survey.csv").headers["Location"]
+    values = screen_form(ready_page(client, url))
+    position = next(k.split("-", 1)[1] for k, v in values.items() if v == "start_date")
+    assert values[f"format-{position}"] == "zone:America/Denver"
+    location = create(client, url, values)
+    _db.session.rollback()
+    experiment = _db.session.get(Experiment, uuid.UUID(location.rsplit("/", 1)[-1]))
+    table = datatables.reflect(experiment.experiment_type)
+    first = (
+        _db.session.execute(sa.select(table).order_by(table.c.id)).mappings().first()
+    )
+    # The file says 2024-04-02 12:34:00 in Denver (MDT, UTC-6).
+    assert first["start_date"].isoformat() == "2024-04-02T18:34:00"
+
+
+def test_unknown_time_zone_format_is_not_accepted(client, db):
+    url = upload(client, "qualtrics_survey.csv").headers["Location"]
+    values = screen_form(ready_page(client, url))
+    position = next(k.split("-", 1)[1] for k, v in values.items() if v == "start_date")
+    values[f"format-{position}"] = "zone:Nowhere/Land"
+    client.post(url, data=values)
+    settle_draft(url)
+    assert _draft(url).choices["columns"][position]["format"] == ""

@@ -409,14 +409,20 @@ def default_choices(
 ) -> dict[str, Any]:
     """What the screen starts with: the proposal, keeping choices that still apply."""
     found = [t for t in MISSING_TOKENS if analysis.missing_found.get(t)]
+    zones = analysis.layout.zones
     cols = {}
     for guess in analysis.columns:
+        fmt = guess.format or ""
+        if not fmt and guess.type == "DATETIME" and guess.position in zones:
+            # Qualtrics names the zone its times are in: read them in it (shown)
+            zone = formats.zone_format(zones[guess.position])
+            fmt = zone.key if zone else ""
         cols[str(guess.position)] = {
             "include": not guess.drop and not guess.participant,
             "name": guess.name,
             "type": guess.type,
             "nullable": guess.nullable,
-            "format": guess.format or "",
+            "format": fmt,
         }
     participant = _participant(analysis)
     if participant is not None and participant != analysis.participant:
@@ -681,10 +687,9 @@ def parse_choices(draft: Draft, form: Mapping[str, str]) -> dict[str, Any]:
                 f"Choose a type for column {int(key) + 1}.", f"type-{key}"
             )
         fmt = form.get(f"format-{key}") or ""
-        if fmt and (
-            fmt not in formats.FORMATS or formats.FORMATS[fmt].type != type_name
-        ):
-            fmt = ""  # a format of another type: the type changed
+        found = formats.lookup(fmt) if fmt else None
+        if found is None or found.type != type_name:
+            fmt = ""  # unknown, or a format of another type: the type changed
         was_participant = key == str(old.get("participant"))
         cols[key] = {
             # a column that stops being the participant's is kept (its box was off)

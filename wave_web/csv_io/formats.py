@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 import re
+import zoneinfo
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -221,6 +222,50 @@ FORMATS: dict[str, Format] = {
 }
 
 
+ZONE = "zone:"  # key prefix: date-times written in a named time zone (Qualtrics)
+
+
+def _in_zone(name: str) -> Callable[[str], str]:
+    zone = zoneinfo.ZoneInfo(name)
+    rule = f"expected an ISO 8601 date-time in {name} like 2024-04-02 12:34:00"
+
+    def convert(text: str) -> str:
+        try:
+            local = dt.datetime.fromisoformat(text)
+        except ValueError:
+            raise ValueError(rule) from None
+        if local.tzinfo is not None:
+            return text  # the cell names its own offset
+        aware = local.replace(tzinfo=zone)
+        back = aware.astimezone(dt.UTC).astimezone(zone).replace(tzinfo=None)
+        if back != local:  # skipped by a clock change: that time never existed there
+            raise ValueError(f"{local:%Y-%m-%d %H:%M} does not exist in {name}")
+        return aware.isoformat()
+
+    return convert
+
+
+def zone_format(name: str) -> Format | None:
+    """The format of date-times written in the IANA time zone `name`, or None."""
+    if not isinstance(name, str) or len(name) > 64 or not _ZONE_NAME.fullmatch(name):
+        return None
+    try:
+        convert = _in_zone(name)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        return None
+    return Format(ZONE + name, f"local time of {name}", "DATETIME", convert)
+
+
+_ZONE_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_+\-]*(?:/[A-Za-z0-9_+\-]+){0,2}")
+
+
+def lookup(key: str) -> Format | None:
+    """The format of a key (a catalogue key or `zone:<IANA name>`), or None."""
+    if isinstance(key, str) and key.startswith(ZONE):
+        return zone_format(key[len(ZONE) :])
+    return FORMATS.get(key)
+
+
 def formats_for(type_name: str) -> list[Format]:
     """The formats that serve a column type, in catalogue order."""
     return [f for f in FORMATS.values() if f.type == type_name]
@@ -228,7 +273,7 @@ def formats_for(type_name: str) -> list[Format]:
 
 def converter(key: str) -> Callable[[str], str]:
     """The converter of a format key; InvalidValue (not KeyError) for an unknown key."""
-    found = FORMATS.get(key)
+    found = lookup(key)
     if found is None:
         raise InvalidValue(
             f"“{columns.shorten(str(key))}” is not a known value format; "

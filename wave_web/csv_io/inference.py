@@ -1307,8 +1307,8 @@ def _notes(
             guesses[p].header for p in sorted(layout.zones) if p < len(guesses)
         )
         notes.append(
-            f"Qualtrics wrote {names} in the time zone {', '.join(zones)}; they are "
-            "stored as written, without converting them to UTC."
+            f"Qualtrics wrote {names} in the time zone {', '.join(zones)}; their "
+            "value format reads them in that zone and stores them in UTC."
         )
     notes += _participant_notes(guesses, fed)
     if shape.short:

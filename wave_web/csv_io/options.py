@@ -92,7 +92,7 @@ def _formats(form: Mapping[str, str]) -> dict[str, str]:
     for key, value in form.items():
         if not key.startswith("format-") or not value:
             continue
-        if value not in formats.FORMATS:
+        if formats.lookup(value) is None:
             raise InvalidValue(
                 f"“{columns.shorten(value)}” is not a known value format.", field=key
             )

@@ -53,6 +53,7 @@ def _draft_page(draft: drafts.Draft, errors: dict | None = None, status: int = 2
         errors=errors or {},
         missing_tokens=MISSING_TOKENS,
         formats=formats.FORMATS,
+        lookup_format=formats.lookup,
         type_names=drafts.TYPE_CHOICES,
     ), status
 
