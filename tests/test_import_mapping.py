@@ -306,3 +306,65 @@ def test_unknown_format_is_refused_at_its_field(client, timed):
     response = post_file(client, experiment, data, **{"format-at": "yyyy"})
     assert response.status_code == 422
     assert "is not a known value format" in response.get_data(as_text=True)
+
+
+def _workbook(rows: list[list]) -> bytes:
+    import io
+
+    import openpyxl
+
+    book = openpyxl.Workbook()
+    sheet = book.active
+    sheet.title = "Trials"
+    for row in rows:
+        sheet.append(row)
+    buffer = io.BytesIO()
+    book.save(buffer)
+    return buffer.getvalue()
+
+
+def test_excel_workbook_imports_with_the_cells_types(client, timed):
+    import datetime as dt
+
+    experiment = make_experiment(timed, "XL")
+    data = _workbook(
+        [
+            ["participant_id", "rt", "at", "ok"],
+            ["007", 0.5, dt.datetime(2024, 10, 23, 13, 56, 15), True],
+            ["008", 2, None, False],
+        ]
+    )
+    response = post_file(client, experiment, data, name="trials.xlsx", confirm="1")
+    assert response.status_code == 200, response.get_data(as_text=True)[:500]
+    rows = stored(timed, experiment)
+    assert [(r["participant_id"], r["rt"], r["ok"]) for r in rows] == [
+        ("007", 0.5, True),
+        ("008", 2.0, False),
+    ]
+    assert rows[0]["at"].isoformat() == "2024-10-23T13:56:15" and rows[1]["at"] is None
+
+
+def test_excel_sheet_can_be_chosen_and_an_unknown_one_is_refused(client, timed):
+    experiment = make_experiment(timed, "XL2")
+    data = _workbook([["participant_id", "rt"], ["P1", 1.5]])
+    response = post_file(client, experiment, data, name="t.xlsx", sheet="Nope")
+    assert response.status_code == 422
+    assert "Trials" in response.get_data(as_text=True)  # names the sheets it has
+    response = post_file(
+        client, experiment, data, name="t.xlsx", sheet="Trials", confirm="1"
+    )
+    assert response.status_code == 200
+
+
+def test_renamed_zip_is_refused_as_not_a_workbook(client, timed):
+    import io
+    import zipfile
+
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("notes.txt", "hello")
+    experiment = make_experiment(timed, "Zip")
+    response = post_file(client, experiment, buffer.getvalue(), name="data.xlsx")
+    assert response.status_code == 422
+    assert "not an Excel workbook" in response.get_data(as_text=True)
+    assert stored(timed, experiment) == []

@@ -25,6 +25,7 @@ import sqlalchemy as sa
 import sqlalchemy.exc as sa_exc
 from flask import current_app
 
+from wave_web.csv_io import excel
 from wave_web.csv_io.importing import ImportOptions
 from wave_web.csv_io.importing import Report
 from wave_web.csv_io.importing import offending_rows
@@ -36,6 +37,7 @@ from wave_web.csv_io.options import options_from_json
 from wave_web.csv_io.options import options_to_json
 from wave_web.csv_io.options import propose
 from wave_web.csv_io.options import proposed_targets
+from wave_web.csv_io.reading import FileRefused
 from wave_web.csv_io.runner import ABANDONED
 from wave_web.csv_io.runner import ACTIVE_STATES
 from wave_web.csv_io.runner import CANCELLED
@@ -169,6 +171,7 @@ def start(
     confirm: bool = False,
     defer_row: bool = False,
     by_header: Mapping[str, str] | None = None,
+    sheet: str | None = None,
 ) -> ImportJob:
     """Store an upload (a werkzeug FileStorage), create its job, start the check.
 
@@ -198,6 +201,7 @@ def start(
                 "needs a header row and data rows.",
                 field="file",
             )
+        _workbook_to_csv(stored.path, upload.filename or "", sheet)
         options = _proposed(key, stored.path, options, by_header, confirm)
         now = utcnow()
         values = {
@@ -224,6 +228,21 @@ def start(
         raise
     runner().submit(job_uuid, "check")
     return ImportJob(**values)  # transient: reading the row would open a transaction
+
+
+def _workbook_to_csv(path: str, file_name: str, sheet: str | None) -> None:
+    """An .xlsx upload becomes the CSV the pipeline reads (the chosen sheet)."""
+    if not excel.is_xlsx(path, file_name):
+        if sheet:
+            raise InvalidValue("Only Excel workbooks have sheets.", field="sheet")
+        return
+    converted = path + ".csv.part"
+    try:
+        excel.xlsx_to_csv(path, converted, sheet)
+    except FileRefused as exc:
+        remove_file(converted)
+        raise InvalidValue(exc.message, field="file") from None
+    os.replace(converted, path)
 
 
 def _proposed(

@@ -126,6 +126,7 @@ def import_upload(experiment_uuid: str):
             confirm=_is_one_step(),
             defer_row=g.import_defer,
             by_header=jobs.header_mapping_from_form(request.form),
+            sheet=(request.form.get("sheet") or "").strip()[:100] or None,
         )
     except InvalidValue as exc:
         experiment = catalog.get_experiment(experiment_uuid)
