@@ -665,3 +665,18 @@ def test_every_alias_is_spelt_as_suggest_name_spells_it():
     assert set(inference.SECONDARY_PARTICIPANT_ALIASES) <= set(
         inference.PARTICIPANT_ALIASES
     )
+
+
+def test_a_chosen_header_line_far_down_lists_only_the_last_preamble_records(tmp_path):
+    preamble = "".join(f"note {i}\n" for i in range(300))
+    path = str(write(tmp_path, preamble + "subject,rt\nS1,0.5\n"))
+    layout = detect_layout(path, header_line=301)
+    assert layout.header_line == 301
+    assert len(layout.skips) == inference.MAX_SKIPS
+    assert layout.skips[-1].line == 300
+    assert analyse(path, layout).rows == 1
+
+
+def test_a_nul_character_is_noted_with_its_row(tmp_path):
+    a = synthetic(tmp_path, "subject,note\nS1,ok\nS2,a\x00b\n")
+    assert any("NUL character in row 2" in n for n in a.notes)

@@ -23,11 +23,14 @@ import io
 import itertools
 import re
 from collections import Counter
+from collections import deque
 from collections.abc import Callable
 from collections.abc import Iterator
 from collections.abc import Mapping
 from dataclasses import dataclass
 from dataclasses import field
+from itertools import repeat
+from operator import contains
 from operator import itemgetter
 from typing import Any
 
@@ -406,16 +409,16 @@ _PREAMBLE_REASON = "above the header (not a header: fewer cells or type rows)"
 def _head_records(
     path: str, fmt: CsvFormat, backslash: bool, header_line: int | None
 ) -> list[tuple[int, list[str]]]:
-    """The records up to the header line (if given) plus HEAD_RECORDS more."""
+    """The records up to the header line (if given; the last MAX_SKIPS above it)
+    plus HEAD_RECORDS more."""
     rows = records(path, fmt, backslash)
-    head: list[tuple[int, list[str]]] = []
+    head: deque[tuple[int, list[str]]] = deque(maxlen=MAX_SKIPS + 1)
     if header_line is not None:
         for line, cells in rows:
             head.append((line, cells))
             if line >= header_line:
                 break
-    head += itertools.islice(rows, HEAD_RECORDS + 3)
-    return head
+    return [*head, *itertools.islice(rows, HEAD_RECORDS + 3)]
 
 
 _EPRIME_TYPES = frozenset({"STRING", "INTEGER", "FLOAT", "BOOLEAN", "DATE", "TIME"})
@@ -432,7 +435,7 @@ def header_index(head: list[tuple[int, list[str]]]) -> int:
     """
     typed = False
     index = 0
-    for index, (_, cells) in enumerate(head):  # noqa: B007 (index used after)
+    for index, (_, cells) in enumerate(head):
         present = [c.strip() for c in cells if c.strip()]
         if index + 1 < len(head) and len(present) <= 1:
             continue
@@ -902,7 +905,7 @@ class _Column:
         self, values: list[str], present: set[str], col: tuple[str, ...], first: int
     ) -> None:
         self.max_len = max(self.max_len, max(map(len, values)))
-        if self.nul_row is None and "\x00" in "".join(values):
+        if self.nul_row is None and any(map(contains, values, repeat("\x00"))):
             self.nul_row = first + next(i for i, v in enumerate(col) if "\x00" in v)
         boolean = self.by_key.get("BOOLEAN")
         if boolean is not None and boolean.alive and not self.word_booleans:
