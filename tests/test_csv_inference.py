@@ -680,3 +680,10 @@ def test_a_chosen_header_line_far_down_lists_only_the_last_preamble_records(tmp_
 def test_a_nul_character_is_noted_with_its_row(tmp_path):
     a = synthetic(tmp_path, "subject,note\nS1,ok\nS2,a\x00b\n")
     assert any("NUL character in row 2" in n for n in a.notes)
+
+
+def test_a_time_zone_format_can_be_chosen_for_a_column(tmp_path):
+    path = str(write(tmp_path, "subject,at\nS1,2024-04-02 12:34:00\n"))
+    a = analyse(path, detect_layout(path), formats={1: "zone:America/Denver"})
+    at = col(a, "at")
+    assert (at.type, at.format) == ("DATETIME", "zone:America/Denver")

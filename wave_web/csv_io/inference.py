@@ -672,7 +672,7 @@ def _fast_containers(values: list[str]) -> list[Any] | None:
 
 
 def _format_check(key: str) -> Callable[[str], bool]:
-    fmt = value_formats.FORMATS[key]
+    fmt = value_formats.lookup(key)
     parse = columns.COLUMN_TYPES[fmt.type].parse
     return _fits(lambda text: parse(fmt.convert(text)))
 
@@ -700,7 +700,7 @@ class _Candidate:
 def _candidates(forced: str | None) -> list[_Candidate]:
     """Every type a column may have, most specific first (or only the forced one)."""
     if forced is not None:
-        fmt = value_formats.FORMATS[forced]
+        fmt = value_formats.lookup(forced)
         return [
             _Candidate(forced, fmt.type, forced, None, _format_check(forced), (), True)
         ]
@@ -1042,7 +1042,7 @@ def _participant_reason(column: _Column) -> str:
 
 def _forced_choice(column: _Column) -> _Choice:
     cand = column.candidates[0]
-    fmt = value_formats.FORMATS[cand.key]
+    fmt = value_formats.lookup(cand.key)
     if column.values == 0:
         return _Choice(
             "STRING", "every cell is empty or a missing-value spelling", cand.key
