@@ -1,8 +1,10 @@
-"""CSV downloads: an experiment, a whole type or a grid view; dictionaries, templates.
+"""Downloads: an experiment, a whole type or a grid view as CSV, .zip or Excel (.xlsx);
+dictionaries, templates.
 
 Every download is a GET that accepts the grid's query string (filters, sort, hidden
 columns) plus the export options; a bad query string is the grid's 400. The domain
-work is in csv_io.exporting; these views only pick the experiment or type.
+work is in csv_io.exporting, csv_io.excel and csv_io.handoff; these views only pick
+the experiment or type.
 """
 
 from __future__ import annotations
@@ -19,7 +21,9 @@ from flask import url_for
 from wave_web import catalog
 from wave_web import schema
 from wave_web.access import requires
+from wave_web.csv_io import excel
 from wave_web.csv_io import exporting
+from wave_web.csv_io import handoff
 from wave_web.data import bp
 
 EXPERIMENT = "/experiments/<experiment_uuid>"
@@ -49,7 +53,7 @@ def _urls(plan: exporting.ExportPlan) -> dict[str, str]:
         prefix, grid = "type", url_for(".type_rows", **key)
     urls = {
         kind: url_for(f".{prefix}_{kind}", **key)
-        for kind in ("export", "download", "csv", "zip", "json")
+        for kind in ("export", "download", "csv", "zip", "xlsx", "json")
     }
     return urls | {"grid": grid}
 
@@ -81,6 +85,19 @@ def _zip(plan: exporting.ExportPlan) -> Response:
     )
 
 
+def _xlsx(plan: exporting.ExportPlan) -> Response:
+    body = excel.build_xlsx(plan)  # whole before the first byte: refusals are pages
+    try:
+        if request.method != "HEAD":
+            exporting.record_export(plan, "xlsx")
+    except BaseException:
+        body.close()  # deletes the file
+        raise
+    response = _attachment(body, excel.XLSX_MIME, plan.filename("xlsx"))
+    response.content_length = body.size
+    return response
+
+
 def _sidecar(plan: exporting.ExportPlan) -> Response:
     body = exporting.json_bytes(exporting.compute_sidecar(plan))
     return _attachment(body, "application/json", plan.filename("json"))
@@ -96,15 +113,26 @@ def _options_page(plan: exporting.ExportPlan):
         capped=capped,
         view_params=plan.view_params(),
         formula_prefixes=exporting.FORMULA_PREFIXES,
+        excel_fits=excel.fits_in_excel(count, capped),
+        excel_limit=excel.MAX_XLSX_ROWS,
+        handoff=handoff.snippets(plan),
     )
 
 
 def _download(plan: exporting.ExportPlan):
-    """The options form's target: on to the .csv or the .zip address."""
-    kind = "zip" if plan.options.dictionary else "csv"
-    params = plan.view_params() + plan.options.params()
+    """The options form's target: on to the .csv, .zip or .xlsx address."""
+    if request.args.get("_format") == "xlsx":
+        kind, params = "xlsx", plan.view_params() + _xlsx_params(plan.options)
+    else:
+        kind = "zip" if plan.options.dictionary else "csv"
+        params = plan.view_params() + plan.options.params()
     url = _urls(plan)[kind] + (f"?{urlencode(params)}" if params else "")
     return redirect(url, code=303)
+
+
+def _xlsx_params(options: exporting.ExportOptions) -> list[tuple[str, str]]:
+    """The options a workbook uses: no BOM, and its dictionary is always a sheet."""
+    return [(k, v) for k, v in options.params() if k not in ("_bom", "_dictionary")]
 
 
 # -- one experiment -----------------------------------------------------------------
@@ -132,6 +160,12 @@ def experiment_csv(experiment_uuid: str):
 @requires("viewer")
 def experiment_zip(experiment_uuid: str):
     return _zip(_experiment_plan(experiment_uuid))
+
+
+@bp.get(EXPERIMENT + "/export.xlsx")
+@requires("viewer")
+def experiment_xlsx(experiment_uuid: str):
+    return _xlsx(_experiment_plan(experiment_uuid))
 
 
 @bp.get(EXPERIMENT + "/export.json")
@@ -165,6 +199,12 @@ def type_csv(type_id: int):
 @requires("viewer")
 def type_zip(type_id: int):
     return _zip(_type_plan(type_id))
+
+
+@bp.get(TYPE + "/export.xlsx")
+@requires("viewer")
+def type_xlsx(type_id: int):
+    return _xlsx(_type_plan(type_id))
 
 
 @bp.get(TYPE + "/export.json")
