@@ -235,3 +235,41 @@ def test_unknown_time_zone_format_is_not_accepted(client, db):
     client.post(url, data=values)
     settle_draft(url)
     assert _draft(url).choices["columns"][position]["format"] == ""
+
+
+def test_file_with_thousands_of_columns_gives_bounded_pages_and_a_capped_type(
+    client, db
+):
+    width = 5000
+    header = "participant," + ",".join(f"c{i}" for i in range(width))
+    rows = [f"P{r}," + ",".join(str(i * r) for i in range(width)) for r in range(3)]
+    data = ("\n".join([header, *rows]) + "\n").encode()
+    url = upload(client, "wide.csv", data).headers["Location"]
+    page = ready_page(client, url)
+    assert len(page.data) < 100_000
+    assert "a type holds at most 200" in page.get_data(as_text=True)
+    second = client.get(url + "?cols=50")
+    assert len(second.data) < 100_000 and b'value="c50"' in second.data
+    location = create(client, url, screen_form(page))
+    _db.session.rollback()
+    experiment = _db.session.get(Experiment, uuid.UUID(location.rsplit("/", 1)[-1]))
+    assert len(experiment.experiment_type.columns) == 200
+    assert experiment.row_count == 3
+
+
+def test_more_columns_than_a_type_holds_are_refused_with_the_limit(client, db):
+    width = 201
+    header = "participant," + ",".join(f"c{i}" for i in range(width))
+    data = (header + "\nP1," + ",".join("1" for _ in range(width)) + "\n").encode()
+    url = upload(client, "wide.csv", data).headers["Location"]
+    page = ready_page(client, url)
+    draft = _draft(url)
+    assert sum(c["include"] for c in draft.choices["columns"].values()) == 200
+    values = screen_form(client.get(url + "?cols=200"))
+    values["include-201"] = "1"  # tick the 201st column too
+    response = client.post(url + "/create", data=values)
+    assert response.status_code == 422
+    assert "at most 200 columns" in response.get_data(as_text=True)
+    assert page.status_code == 200
+    _db.session.rollback()
+    assert _db.session.scalars(sa.select(ExperimentType)).all() == []

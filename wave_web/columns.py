@@ -31,6 +31,7 @@ from wave_web.errors import InvalidValue
 # ----------------------------------------------------------------------
 
 MAX_NAME_BYTES = 63
+MAX_COLUMNS = 200  # custom columns per type (PostgreSQL allows 1,600, SQLite 2,000)
 NAME_PATTERN = re.compile(r"[a-z][a-z0-9_]*")
 STANDARD_COLUMNS = (
     "id",

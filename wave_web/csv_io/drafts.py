@@ -34,6 +34,7 @@ from types import SimpleNamespace
 from typing import IO
 from typing import Any
 
+import sqlalchemy.exc as sa_exc
 from flask import Flask
 from flask import current_app
 
@@ -71,7 +72,7 @@ EXTENSIONS = (".csv", ".tsv", ".txt", ".xlsx")
 STATES = ("analysing", "checking", "ready", "creating", "created", "failed")
 BUSY = ("analysing", "checking", "creating")
 STALE_SECONDS = 600  # a busy draft whose thread died long ago is shown as failed
-SHOWN_COLUMNS = 200  # columns listed on the screen; the rest are counted
+SHOWN_COLUMNS = 50  # columns per page of the screen (pages keep it under 100 KB)
 ALIASES = {a.replace("_", "") for a in PARTICIPANT_ALIASES}
 _locks: dict[str, threading.Lock] = {}
 _locks_guard = threading.Lock()
@@ -356,6 +357,12 @@ def _analyse(draft: Draft) -> None:
         asdict(s) for s in detected.skips if s.line in undone and s.line not in found
     ]
     draft.choices = default_choices(draft, analysis, choices)
+    wanted = sum(1 for g in analysis.columns if not g.drop and not g.participant)
+    if wanted > columns.MAX_COLUMNS:
+        draft.analysis["notes"].append(
+            f"The file has {wanted:,} columns with data; a type holds at most "
+            f"{columns.MAX_COLUMNS}: the first {columns.MAX_COLUMNS} are kept."
+        )
     _check(draft)
 
 
@@ -434,6 +441,9 @@ def default_choices(
             )
             old["include"], old["nullable"] = True, True
             old["name"] = columns.suggest_name(header) or f"column_{participant + 1}"
+    kept = [k for k, c in cols.items() if c["include"]]
+    for key in kept[columns.MAX_COLUMNS :]:  # a type holds at most MAX_COLUMNS
+        cols[key]["include"] = False
     type_name = before.get("type_name") or _type_name_from_file(draft.file_name)
     return {
         "header_line": before.get("header_line"),
@@ -561,21 +571,29 @@ class ColumnRow:
 @dataclass(frozen=True)
 class Screen:
     columns: list[ColumnRow]
-    hidden_columns: int  # columns beyond SHOWN_COLUMNS (kept as proposed)
+    start: int  # index of the first column shown
+    total: int  # columns of the file
+    hidden_columns: int  # columns on other pages (they keep their choices)
     preview_names: list[str]
     skips: list[dict[str, Any]]
     undone: set[int]
     report: Report | None
 
 
-def screen(draft: Draft) -> Screen:
-    """The draft as the proposal screen shows it (bounded whatever the file)."""
+def column_pages(total: int) -> list[int]:
+    """The first index of every page of columns."""
+    return list(range(0, total, SHOWN_COLUMNS))
+
+
+def screen(draft: Draft, start: int = 0) -> Screen:
+    """The draft as the proposal screen shows it: one page of columns, bounded."""
     analysis, choices = draft.analysis or {}, draft.choices or {}
     report = draft.report
     guesses = analysis.get("columns", [])
     planned = dict(planned_columns(draft)) if choices else {}
     rows = []
-    for guess in guesses[:SHOWN_COLUMNS]:
+    start = max(0, min(start, (len(guesses) - 1) // SHOWN_COLUMNS * SHOWN_COLUMNS))
+    for guess in guesses[start : start + SHOWN_COLUMNS]:
         position = guess["position"]
         col = planned.get(position)
         counts = report.missing_counts.get(col.name, {}) if report and col else {}
@@ -590,10 +608,15 @@ def screen(draft: Draft) -> Screen:
                 problems=report.per_column.get(col.name, 0) if report and col else 0,
             )
         )
-    names = list(report.preview[0])[:SHOWN_COLUMNS] if report and report.preview else []
+    names = []
+    if report is not None and report.preview:
+        on_page = {planned[r.position].name for r in rows if r.position in planned}
+        names = [n for n in report.preview[0] if n == "participant_id" or n in on_page]
     return Screen(
         columns=rows,
-        hidden_columns=max(0, len(guesses) - SHOWN_COLUMNS),
+        start=start,
+        total=len(guesses),
+        hidden_columns=max(0, len(guesses) - len(rows)),
         preview_names=names,
         skips=analysis.get("skips", []),
         undone=set(choices.get("undone_skips", [])),
@@ -745,7 +768,9 @@ def problems_before_create(draft: Draft) -> list[schema.Problem]:
     for problem in problems:
         # check_columns names fields columns-<index>; the screen has name-<position>
         head, _, rest = problem.field.partition("-")
-        if head == "columns" and rest.split("-")[0].isdigit():
+        if problem.field == "columns":  # too many: said above the columns
+            problem = schema.Problem("form", problem.message + " Untick the others.")
+        elif head == "columns" and rest.split("-")[0].isdigit():
             index, _, what = rest.partition("-")
             problem = schema.Problem(
                 f"{what}-{by_position[int(index)]}", problem.message, problem.suggestion
@@ -787,6 +812,14 @@ def _create(draft: Draft) -> None:
             db.session.rollback()
             draft.state = "ready"
             draft.message = "Nothing was created: " + exc.message
+            return
+        except sa_exc.OperationalError:  # SQLite busy past its timeout
+            db.session.rollback()
+            draft.state = "ready"
+            draft.message = (
+                "Nothing was created: the database was busy with other writes. "
+                "Try again in a moment."
+            )
             return
     draft.result, draft.state = result, "created"
     draft.message = (

@@ -404,6 +404,8 @@ def value_converter(
     """
     ctype = columns.COLUMN_TYPES[col.type]
     parse, nullable = ctype.parse, col.nullable
+    if col.type == "JSON":  # `[]` is a JSON value (an empty list), not a missing one
+        missing = missing - {"[]"}
     if fmt is not None:
         prepare = formats.converter(fmt)
         plain = parse

@@ -42,14 +42,13 @@ def _upload_page(errors: dict, status: int = 200):
 
 def _draft_page(draft: drafts.Draft, errors: dict | None = None, status: int = 200):
     template = (
-        "experiment_types/_draft.html"
-        if is_htmx()
-        else "experiment_types/draft.html"
+        "experiment_types/_draft.html" if is_htmx() else "experiment_types/draft.html"
     )
     return render_template(
         template,
         draft=draft,
-        view=drafts.screen(draft),
+        view=drafts.screen(draft, _first_column()),
+        column_pages=drafts.column_pages,
         errors=errors or {},
         missing_tokens=MISSING_TOKENS,
         formats=formats.FORMATS,
@@ -58,8 +57,15 @@ def _draft_page(draft: drafts.Draft, errors: dict | None = None, status: int = 2
     ), status
 
 
+def _first_column() -> int:
+    """The page of columns shown (`cols`: index of its first column)."""
+    raw = request.values.get("cols", "0")
+    return int(raw) if raw.isdigit() and len(raw) < 7 else 0
+
+
 def _draft_url(draft: drafts.Draft) -> str:
-    return url_for(".draft", draft_uuid=draft.uuid)
+    cols = _first_column()
+    return url_for(".draft", draft_uuid=draft.uuid, cols=cols or None)
 
 
 @bp.route("/from-file", methods=["GET", "POST"])
@@ -106,9 +112,7 @@ def update_draft(draft_uuid: str):
 
 
 def _created_url(found: drafts.Draft) -> str:
-    return url_for(
-        "experiments.show", experiment_uuid=found.result["experiment_uuid"]
-    )
+    return url_for("experiments.show", experiment_uuid=found.result["experiment_uuid"])
 
 
 @bp.post(DRAFT + "/create")

@@ -11,7 +11,7 @@ from werkzeug.datastructures import MultiDict
 from wave_web import columns
 from wave_web.columns import ColumnDef
 
-MAX_BUILDER_COLUMNS = 200
+MAX_BUILDER_COLUMNS = columns.MAX_COLUMNS
 _FIELD = re.compile(r"columns-(\d{1,3})-(name|type|nullable|description)")
 
 
