@@ -19,7 +19,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime as dt
-import hashlib
 import json
 import logging
 import os
@@ -31,7 +30,6 @@ from collections.abc import Mapping
 from dataclasses import asdict
 from dataclasses import dataclass
 from types import SimpleNamespace
-from typing import IO
 from typing import Any
 
 import sqlalchemy.exc as sa_exc
@@ -55,9 +53,9 @@ from wave_web.csv_io.options import PARTICIPANT_ALIASES
 from wave_web.csv_io.reading import CsvFormat
 from wave_web.csv_io.reading import FileRefused
 from wave_web.csv_io.runner import runner
-from wave_web.csv_io.uploads import COPY_CHUNK
 from wave_web.csv_io.uploads import display_name
 from wave_web.csv_io.uploads import remove_file
+from wave_web.csv_io.uploads import store_stream
 from wave_web.errors import InvalidValue
 from wave_web.errors import NotFound
 from wave_web.errors import WaveError
@@ -174,23 +172,6 @@ def get_draft(key: str, user: Any) -> Draft:
     return draft
 
 
-def _store(stream: IO[bytes], target: str) -> tuple[int, str]:
-    """Copy an upload to `target` in chunks; (size, sha256). Removed on failure."""
-    digest, size = hashlib.sha256(), 0
-    part = target + ".part"
-    try:
-        with open(part, "xb") as out:
-            while chunk := stream.read(COPY_CHUNK):
-                digest.update(chunk)
-                size += len(chunk)
-                out.write(chunk)
-        os.replace(part, target)
-    except BaseException:
-        remove_file(part)
-        raise
-    return size, digest.hexdigest()
-
-
 def _remove_files(key: str, folder: str | None = None) -> None:
     for ext in (".csv", ".xlsx", ".json"):
         remove_file(_path(key, ext, folder))
@@ -231,7 +212,8 @@ def start_draft(upload: Any, user: Any, sheet: str | None = None) -> Draft:
     key = str(uuid.uuid4())
     is_xlsx = name.lower().endswith(".xlsx")
     raw = _path(key, ".xlsx" if is_xlsx else ".csv")
-    size, sha = _store(upload.stream, raw)
+    stored = store_stream(upload.stream, raw)
+    size, sha = stored.size, stored.sha256
     try:
         if size == 0:
             raise InvalidValue(f"The file “{name}” is empty (0 bytes).", field="file")

@@ -18,6 +18,7 @@ from wave_web.csv_io.importing import MISSING_TOKENS
 from wave_web.csv_io.importing import ImportOptions
 from wave_web.csv_io.importing import Report
 from wave_web.csv_io.importing import mapping_from_form
+from wave_web.csv_io.inference import PARTICIPANT_ALIASES
 from wave_web.csv_io.reading import FileRefused
 from wave_web.csv_io.reading import records
 from wave_web.csv_io.reading import sniff
@@ -28,25 +29,6 @@ from wave_web.models import ImportMapping
 from wave_web.models import utcnow
 
 BY_NAME = "?"  # mapping form value: match the header text by name
-PARTICIPANT_ALIASES = (
-    "participant",
-    "participant_nr",
-    "participant_number",
-    "participant_private_id",
-    "participant_public_id",
-    "subject",
-    "subject_id",
-    "subject_nr",
-    "subject_number",
-    "subj",
-    "sub",
-    "vp",
-    "vp_nr",
-    "prolific_pid",
-    "responseid",
-    "worker_id",
-    "workerid",
-)
 
 
 ADD = "+"  # mapping form value: add the file column to the type as a new column

@@ -49,14 +49,18 @@ def remove_file(path: str) -> None:
 
 
 def store_upload(stream: IO[bytes], job_uuid: uuid.UUID) -> StoredFile:
-    """Copy an upload into the upload folder in chunks, measuring and hashing it.
-
-    The copy is written as `<uuid>.part` and renamed when complete, so a half-written
-    file never looks like an upload; on any failure it is removed.
-    """
+    """Copy an upload into the upload folder as the job's file (see store_stream)."""
     folder = upload_dir()
     os.makedirs(folder, exist_ok=True)
-    final = job_path(job_uuid, folder)
+    return store_stream(stream, job_path(job_uuid, folder))
+
+
+def store_stream(stream: IO[bytes], final: str) -> StoredFile:
+    """Copy a stream to `final` in chunks, measuring and hashing it.
+
+    The copy is written as `<final>.part` and renamed when complete, so a half-written
+    file never looks like an upload; on any failure it is removed.
+    """
     part = final + ".part"
     digest = hashlib.sha256()
     size = 0
