@@ -87,14 +87,17 @@ def _zip(plan: exporting.ExportPlan) -> Response:
 
 def _xlsx(plan: exporting.ExportPlan) -> Response:
     body = excel.build_xlsx(plan)  # whole before the first byte: refusals are pages
+    size = body.size
     try:
-        if request.method != "HEAD":
+        if request.method == "HEAD":
+            body.close()  # deletes the file: only the headers are sent
+        else:
             exporting.record_export(plan, "xlsx")
     except BaseException:
-        body.close()  # deletes the file
+        body.close()
         raise
     response = _attachment(body, excel.XLSX_MIME, plan.filename("xlsx"))
-    response.content_length = body.size
+    response.content_length = size
     return response
 
 
