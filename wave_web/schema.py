@@ -203,14 +203,6 @@ def check_table_name(table_name: str, taken: set[str] | None = None) -> str:
 def check_columns(defs: Sequence[ColumnDef]) -> list[Problem]:
     """Every problem with a list of custom columns (names, duplicates, types)."""
     problems: list[Problem] = []
-    if len(defs) > columns.MAX_COLUMNS:
-        problems.append(
-            Problem(
-                "columns",
-                f"A type holds at most {columns.MAX_COLUMNS} columns; this one would "
-                f"have {len(defs):,}.",
-            )
-        )
     seen: list[str] = []
     for i, col in enumerate(defs):
         try:

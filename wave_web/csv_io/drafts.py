@@ -745,6 +745,14 @@ def problems_before_create(draft: Draft) -> list[schema.Problem]:
     _, _, problems = schema.check_new_type(
         choices["type_name"], choices["table_name"], defs, choices["description"]
     )
+    if len(defs) > columns.MAX_COLUMNS:
+        problems.append(
+            schema.Problem(
+                "columns",
+                f"A type holds at most {columns.MAX_COLUMNS} columns; this one would "
+                f"have {len(defs):,}.",
+            )
+        )
     by_position = {i: p for i, (p, _) in enumerate(planned_columns(draft))}
     fixed = []
     for problem in problems:
