@@ -172,7 +172,7 @@ def test_missing_api_address_answers_json(client):
     response = client.get("/api/v1/nothing-here")
     assert response.status_code == 404
     assert response.is_json
-    assert "nothing at this address" in response.get_json()["detail"]
+    assert response.get_json() == {"detail": "Not Found"}  # api-v1.md §1.6
 
 
 def test_unexpected_exception_gives_the_500_page_without_details(app, client):

@@ -10,6 +10,7 @@ from flask import Flask
 
 from wave_web import access
 from wave_web import accounts
+from wave_web import api
 from wave_web import cli
 from wave_web import config
 from wave_web import database
@@ -48,6 +49,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     for module in (errors, htmx, templating, cli):
         module.init_app(app)
     _register_blueprints(app)
+    api.init_app(app)
     if app.config["WAVE_AUTO_MIGRATE"]:
         if database.migrate_database(app):
             _first_admin_from_environment(app)

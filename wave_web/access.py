@@ -177,6 +177,9 @@ def enforce():
     """before_request: the declared role of the view, for this user."""
     if request.endpoint is None or request.endpoint == "static":
         return None  # 404/405 follow; static files need nobody
+    view = current_app.view_functions.get(request.endpoint)
+    if getattr(view, "wave_api", False):
+        return None  # the JSON API: its own key check, never the session cookie
     role = declared_role(request.endpoint)
     if role is None:
         log.error("view %s declares no role; refused", request.endpoint)

@@ -35,7 +35,6 @@ from wave_web.models import utcnow
 MIN_PASSWORD = 12
 MAX_PASSWORD = 1024
 MAX_EMAIL = 254
-SEEN_EVERY = dt.timedelta(minutes=1)  # how often a key's last_used_at is written
 # Checked when the email is unknown, so that both cases take as long.
 _DUMMY_HASH = generate_password_hash("not a password of anyone")
 
@@ -370,8 +369,12 @@ def revoke_key(key: ApiKey) -> None:
         )
 
 
-def key_for_secret(secret: str | None) -> ApiKey | None:
-    """The live key with this secret, or None (unknown, revoked, expired)."""
+def key_for_secret(secret: str | None, touch: bool = True) -> ApiKey | None:
+    """The live key with this secret, or None (unknown, revoked, expired).
+
+    With `touch` its last use is set, committed with the request that used the key
+    (every request that writes; see wave_web.api.keys for those that only read).
+    """
     if not secret or len(secret) > 200 or not secret.startswith(KEY_PREFIX):
         return None
     key = db.session.scalar(sa.select(ApiKey).where(ApiKey.key_hash == _hash(secret)))
@@ -380,6 +383,6 @@ def key_for_secret(secret: str | None) -> ApiKey | None:
     now = utcnow()
     if key.expires_at is not None and key.expires_at <= now:
         return None
-    if key.last_used_at is None or now - key.last_used_at > SEEN_EVERY:
-        key.last_used_at = now  # committed with the request that used the key
+    if touch:
+        key.last_used_at = now
     return key

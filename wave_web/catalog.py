@@ -139,6 +139,7 @@ def create_experiment(
     tag_names: Iterable[str],
     additional_data: dict,
     commit: bool = True,
+    repeats: bool = False,
 ) -> Experiment:
     """A new experiment of `xtype`; unknown tags are created (see resolve_tags).
 
@@ -152,7 +153,7 @@ def create_experiment(
     experiment = Experiment(
         experiment_type_id=xtype.id,
         description=description,
-        tags=resolve_tags(tag_names),
+        tags=resolve_tags(tag_names, repeats),
         additional_data=additional_data,
     )
     db.session.add(experiment)
@@ -178,12 +179,13 @@ def update_experiment(
     description: str,
     tag_names: Iterable[str],
     additional_data: dict,
+    repeats: bool = False,
 ) -> None:
     """Change description, tags and additional data (the type never changes)."""
     _lock_experiment(experiment)
     before = _snapshot(experiment)
     experiment.description = _clean_description(description)
-    experiment.tags = resolve_tags(tag_names)
+    experiment.tags = resolve_tags(tag_names, repeats)
     experiment.additional_data = additional_data
     after = _snapshot(experiment)
     if before != after:
@@ -261,13 +263,16 @@ def find_tag(name: str) -> Tag | None:
     ).first()
 
 
-def resolve_tags(names: Iterable[str]) -> list[str]:
-    """Canonical tag names for `names`, creating unknown ones."""
+def resolve_tags(names: Iterable[str], repeats: bool = False) -> list[str]:
+    """Canonical tag names for `names`, creating unknown ones.
+
+    A name given twice is kept once, unless `repeats` (the API keeps a list as sent).
+    """
     result: list[str] = []
     for raw in names:
         name = columns.clean_tag_name(raw)
         tag = find_tag(name) or _add_tag(name)
-        if tag.name_key not in {name_key(r) for r in result}:
+        if repeats or tag.name_key not in {name_key(r) for r in result}:
             result.append(tag.name)
     return result
 

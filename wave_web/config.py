@@ -42,6 +42,15 @@ def defaults(instance_path: str) -> dict[str, Any]:
         "REMEMBER_COOKIE_DURATION": 0,
         "WAVE_ADMIN_EMAIL": None,
         "WAVE_ADMIN_PASSWORD": None,
+        # JSON API (wave_web/api/)
+        "WAVE_CORS_ORIGINS": [
+            "http://localhost:3000",
+            "http://localhost:5173",
+            "http://localhost:8080",
+        ],
+        "WAVE_CORS_ORIGIN_REGEX": None,
+        "WAVE_API_MAX_BODY_BYTES": 32 * 1024 * 1024,
+        "WAVE_API_BATCH_MAX_ROWS": 10_000,
     }
 
 
@@ -66,6 +75,8 @@ POSITIVE_INTEGERS = (
     ("WAVE_IMPORT_WORKERS", "WAVE_IMPORT_WORKERS", 1, "2"),
     ("WAVE_SESSION_IDLE_MINUTES", "WAVE_SESSION_IDLE_MINUTES", 1, "120"),
     ("WAVE_SESSION_MAX_HOURS", "WAVE_SESSION_MAX_HOURS", 1, "12"),
+    ("WAVE_API_MAX_BODY_MB", "WAVE_API_MAX_BODY_BYTES", 1024 * 1024, "32"),
+    ("WAVE_API_BATCH_MAX_ROWS", "WAVE_API_BATCH_MAX_ROWS", 1, "10000"),
 )
 # Taken as they are when set (variable, config key)
 TEXTS = (
@@ -74,6 +85,7 @@ TEXTS = (
     ("WAVE_LOGIN_LIMIT", "WAVE_LOGIN_LIMIT"),
     ("WAVE_ADMIN_EMAIL", "WAVE_ADMIN_EMAIL"),
     ("WAVE_ADMIN_PASSWORD", "WAVE_ADMIN_PASSWORD"),
+    ("WAVE_CORS_ORIGIN_REGEX", "WAVE_CORS_ORIGIN_REGEX"),
 )
 
 
@@ -109,6 +121,10 @@ def from_environment(environ: Mapping[str, str] | None = None) -> dict[str, Any]
             "true",
             "yes",
         )
+    if env.get("WAVE_CORS_ORIGINS"):
+        found["WAVE_CORS_ORIGINS"] = [
+            o.strip() for o in env["WAVE_CORS_ORIGINS"].split(",") if o.strip()
+        ]
     for variable, key, multiplier, example in POSITIVE_INTEGERS:
         if env.get(variable):
             value = positive_integer(variable, env[variable], example)

@@ -177,6 +177,13 @@ def forget(table_name: str) -> None:
             del cache[old]
 
 
+def reflect_now(
+    conn: sa.Connection, table_name: str, defs: list[ColumnDef]
+) -> sa.Table:
+    """The Table as it is in this transaction (between steps of one schema change)."""
+    return _reflect(conn, table_name, defs)
+
+
 def _reflect(conn: sa.Connection, table_name: str, defs: list[ColumnDef]) -> sa.Table:
     found = {c["name"] for c in sa.inspect(conn).get_columns(table_name)}
     expected = set(columns.STANDARD_COLUMNS) | {c.name for c in defs}
@@ -435,6 +442,53 @@ def get_row(xtype: Any, experiment_uuid: uuid.UUID, row_id: int) -> dict[str, An
     return dict(row)
 
 
+def list_rows(
+    xtype: Any,
+    experiment_uuid: uuid.UUID,
+    equals: Mapping[str, Any] | None = None,
+    created_after: dt.datetime | None = None,
+    created_before: dt.datetime | None = None,
+    limit: int = 100,
+    offset: int = 0,
+) -> list[dict[str, Any]]:
+    """Rows of one experiment, newest first (id descending), for the API's lists.
+
+    `equals` maps column names (checked by the caller against the type) to values;
+    None means IS NULL. Date bounds are inclusive, naive UTC.
+    """
+    table = reflect(xtype)
+    stmt = sa.select(table).where(*_row_filters(table, experiment_uuid, equals))
+    if created_after is not None:
+        stmt = stmt.where(table.c.created_at >= created_after)
+    if created_before is not None:
+        stmt = stmt.where(table.c.created_at <= created_before)
+    stmt = stmt.order_by(table.c.id.desc()).limit(limit).offset(offset)
+    return [dict(r) for r in db.session.execute(stmt).mappings()]
+
+
+def count_matching(
+    xtype: Any, experiment_uuid: uuid.UUID, equals: Mapping[str, Any] | None = None
+) -> int:
+    """How many rows of one experiment match `equals` (see list_rows)."""
+    table = reflect(xtype)
+    stmt = (
+        sa.select(sa.func.count())
+        .select_from(table)
+        .where(*_row_filters(table, experiment_uuid, equals))
+    )
+    return int(db.session.scalar(stmt) or 0)
+
+
+def _row_filters(
+    table: sa.Table, experiment_uuid: uuid.UUID, equals: Mapping[str, Any] | None
+) -> list[sa.ColumnElement[bool]]:
+    clauses = [table.c.experiment_uuid == experiment_uuid]
+    for name, value in (equals or {}).items():
+        column = table.c[name]
+        clauses.append(column.is_(None) if value is None else column == value)
+    return clauses
+
+
 def existing_ids(
     xtype: Any, experiment_uuid: uuid.UUID, ids: Iterable[int]
 ) -> list[int]:
@@ -515,12 +569,14 @@ def update_row(
     row_id: int,
     values: Mapping[str, Any],
     expected_updated_at: dt.datetime,
+    always: bool = False,
 ) -> dict[str, Any]:
     """Save changed values if nobody else saved since `expected_updated_at`.
 
     Optimistic concurrency: the UPDATE matches id, experiment and the updated_at the
     editor saw; no match → StaleRow carrying the current row. Only values that differ
-    are written; when none does, nothing is written. Returns the row as stored.
+    are written; when none does, nothing is written (with `always`, updated_at
+    still is: the API's PUT). Returns the row as stored.
     """
     _check_values(xtype, values, new=False)
     expected = _naive(expected_updated_at)
@@ -532,7 +588,7 @@ def update_row(
         if columns.format_value(types[k], v)
         != columns.format_value(types[k], current[k])
     }
-    if not changed:
+    if not changed and not always:
         return current
     if current["updated_at"] != expected:
         raise StaleRow(current)
@@ -558,7 +614,7 @@ def update_row(
             "row",
             row_ref(xtype, row_id),
             f"Edited row {row_id} of experiment {experiment_uuid}: "
-            + ", ".join(changed),
+            + (", ".join(changed) or "no value changed"),
             experiment=str(experiment_uuid),
             table=xtype.table_name,
             before=_texts(xtype, current, changed),

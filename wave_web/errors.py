@@ -85,6 +85,16 @@ MESSAGES = {
 }
 
 
+# The JSON API's texts for framework errors (api-v1.md §1.6); the clients parse them.
+API_DETAILS = {
+    404: "Not Found",
+    405: "Method Not Allowed",
+    500: "Internal server error",
+    503: "Database unavailable, please retry shortly",
+}
+API_SERVICE_PATHS = ("/health", "/version")
+
+
 CSRF_MESSAGE = (
     "This form has expired or was sent from another page. "
     "Reload the page and submit again; nothing was saved."
@@ -95,8 +105,8 @@ def render_error(code: int, detail: str | None = None):
     """An error response in the form the client expects: JSON, htmx fragment or page."""
     title, default = MESSAGES.get(code, (f"Error {code}", "The request failed."))
     message = detail or default
-    if request.path.startswith("/api/"):
-        return jsonify({"detail": message}), code
+    if request.path.startswith("/api/") or request.path in API_SERVICE_PATHS:
+        return _api_error(code, detail or API_DETAILS.get(code, message))
     template = (
         "errors/_error.html"
         if request.headers.get("HX-Request")
@@ -105,6 +115,15 @@ def render_error(code: int, detail: str | None = None):
     response = render_template(template, code=code, title=title, message=message)
     headers = {"Retry-After": "5"} if code == 503 else {}
     return response, code, headers
+
+
+def _api_error(code: int, detail: str):
+    if code >= 500:  # never internal text; the clients retry these
+        detail = API_DETAILS.get(code, API_DETAILS[500])
+        if code == 500 and (request.endpoint or "").startswith("api.search"):
+            detail = "Search failed: internal error"
+    headers = {"Retry-After": "5"} if code == 503 else {}
+    return jsonify({"detail": detail}), code, headers
 
 
 def _rollback() -> None:

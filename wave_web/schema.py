@@ -267,11 +267,14 @@ def create_type(
     table_name: str,
     defs: Sequence[ColumnDef],
     commit: bool = True,
+    stored: dict[str, Any] | None = None,
 ) -> ExperimentType:
     """Registry row + CREATE TABLE + indexes + audit entry, in one transaction.
 
     With `commit=False` the caller goes on in the same transaction (a type from a
     file: experiment and rows commit with it) and must roll back on any error.
+    `stored` is the schema_definition to keep when it is not the normal form (the
+    API keeps a column given as "float" as sent); it must describe `defs`.
     """
     name, table_name, problems = check_new_type(name, table_name, defs, description)
     if problems:
@@ -281,7 +284,7 @@ def create_type(
         name=name,
         description=_type_description(description),
         table_name=table_name,
-        schema_definition=columns.schema_to_json(defs),
+        schema_definition=columns.schema_to_json(defs) if stored is None else stored,
     )
     try:
         db.session.add(xtype)
@@ -369,8 +372,13 @@ def delete_type(xtype: ExperimentType, confirm: str) -> None:
         datatables.forget(table_name)
 
 
-def update_type(xtype: ExperimentType, name: str, description: str) -> None:
-    """Change a type's display name and description (the table name never changes)."""
+def update_type(
+    xtype: ExperimentType, name: str, description: str, commit: bool = True
+) -> None:
+    """Change a type's display name and description (the table name never changes).
+
+    With `commit=False` the change stays in the caller's transaction.
+    """
     before = {"name": xtype.name, "description": xtype.description}
     xtype.name = check_type_name(name, exclude_id=xtype.id)
     xtype.description = _type_description(description)
@@ -384,7 +392,10 @@ def update_type(xtype: ExperimentType, name: str, description: str) -> None:
             before=before,
             after=after,
         )
-    _commit(xtype)
+    if commit:
+        _commit(xtype)
+    else:
+        db.session.flush()
 
 
 # ----------------------------------------------------------------------
@@ -399,6 +410,11 @@ def _existing(xtype: ExperimentType, name: str) -> ColumnDef:
             f"The type “{xtype.name}” has no column “{columns.shorten(name)}”."
         )
     return col
+
+
+def commit_type(xtype: ExperimentType) -> None:
+    """Commit changes made with `commit=False` (refused if the type changed)."""
+    _commit(xtype)
 
 
 def _commit(xtype: ExperimentType) -> None:
@@ -651,3 +667,97 @@ def find_type(raw_id: str) -> ExperimentType | None:
     """The type for an id typed into a form, or None (no error for junk)."""
     type_id = parse_id(raw_id)
     return db.session.get(ExperimentType, type_id) if type_id is not None else None
+
+
+def apply_definition(
+    xtype: ExperimentType,
+    defs: Sequence[ColumnDef],
+    stored: dict[str, Any] | None = None,
+    commit: bool = True,
+) -> bool:
+    """Make the type's table match a whole new column list (the API's schema PUT).
+
+    New columns go at the end. While the table holds rows only optional columns can
+    be added; removing a column or changing its type or nullability needs an empty
+    table (Conflict otherwise, naming the columns). `stored` is the form to keep in
+    the registry (the API keeps a column given as "float" as it was sent). Returns
+    False when nothing changed (then nothing is written).
+    """
+    problems = check_columns(defs)
+    if problems:
+        raise SchemaProblems(problems)
+    old = {c.name: c for c in xtype.columns}
+    new = {c.name: c for c in defs}
+    added = [c for c in defs if c.name not in old]
+    removed = [n for n in old if n not in new]
+    changed = [
+        n
+        for n in old
+        if n in new and (old[n].type, old[n].nullable) != (new[n].type, new[n].nullable)
+    ]
+    if not (added or removed or changed):
+        return False
+    conn = db.session.connection()
+    table = datatables.reflect(xtype)
+    datatables.lock_against_writes(conn, table)
+    if datatables.has_rows(xtype):
+        if removed or changed:
+            raise Conflict(
+                f"Cannot remove or change column(s) {removed + changed!r} because "
+                "the data table already holds rows"
+            )
+        required = next((c for c in added if not c.nullable), None)
+        if required is not None:
+            raise Conflict(
+                f"Cannot add NOT NULL column '{required.name}' because the data "
+                "table already holds rows; add it as nullable"
+            )
+    current = list(xtype.columns)
+    for name in removed:
+        datatables.drop_column(conn, table, name)
+        current = [c for c in current if c.name != name]
+        table = datatables.reflect_now(conn, xtype.table_name, current)
+    for name in changed:
+        was, becomes = old[name], replace(new[name], description=old[name].description)
+        if was.type != becomes.type:
+            target = replace(was, nullable=becomes.nullable)
+            datatables.change_type(conn, table, target, becomes.type, {})
+        else:
+            datatables.set_nullable(conn, table, name, becomes.nullable)
+        current = [becomes if c.name == name else c for c in current]
+        table = datatables.reflect_now(conn, xtype.table_name, current)
+    for col in added:
+        datatables.add_column(conn, table, col)
+        current.append(col)
+        table = datatables.reflect_now(conn, xtype.table_name, current)
+    before = xtype.schema_definition
+    if stored is None:
+        xtype.schema_definition = columns.schema_to_json(current)
+    else:
+        xtype.schema_definition = {c.name: stored[c.name] for c in current}
+    record(
+        "type.change_schema",
+        "experiment_type",
+        xtype.id,
+        f"Changed the columns of “{xtype.name}”: "
+        + columns.shorten(
+            "; ".join(
+                part
+                for part in (
+                    "added " + ", ".join(c.name for c in added) if added else "",
+                    "removed " + ", ".join(removed) if removed else "",
+                    "changed " + ", ".join(changed) if changed else "",
+                )
+                if part
+            ),
+            200,
+        ),
+        before=before,
+        after=xtype.schema_definition,
+    )
+    if commit:
+        _commit(xtype)
+    else:
+        db.session.flush()
+    datatables.forget(xtype.table_name)
+    return True

@@ -1,0 +1,92 @@
+"""API keys on requests: `Authorization: Bearer <key>`, roles by rank (api-v1.md §2).
+
+The API never reads the session cookie: a browser's sign-in is not a key. The key
+found is kept in `flask.g` for the audit log ("API key 1a2b3c4d “lab PC”"); its last
+use is written with the request's own transaction when the request writes, and in a
+short transaction of its own (at most once a second per key) when it only reads.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import sqlalchemy as sa
+from flask import g
+from flask import request
+
+from wave_web import accounts
+from wave_web import database
+from wave_web.extensions import db
+from wave_web.models import API_ROLES
+from wave_web.models import ApiKey
+from wave_web.models import utcnow
+
+ROLES = API_ROLES  # experimentee < researcher < admin < test
+READ_SEEN_EVERY = dt.timedelta(seconds=1)
+
+NOT_AUTHENTICATED = "Not authenticated"
+INVALID_KEY = "Authentication failed: Invalid API key or insufficient permissions"
+NO_ROLE = "Authorization failed: No role assigned to API key"
+
+
+def rank(role: str | None) -> int:
+    return ROLES.index(role) + 1 if role in ROLES else 0
+
+
+def _unauthorised(detail: str):
+    from wave_web.api.http import ApiError
+
+    return ApiError(401, detail, {"WWW-Authenticate": "Bearer"})
+
+
+def bearer_token() -> str | None:
+    """The token of `Authorization: Bearer <token>` (scheme in any case), or None."""
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.strip().partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return None
+    return token.strip()
+
+
+def authenticate(least_role: str) -> ApiKey:
+    """The request's key, checked for `least_role`; ApiError 401/403 otherwise."""
+    from wave_web.api.http import ApiError
+
+    token = bearer_token()
+    if token is None:
+        raise _unauthorised(NOT_AUTHENTICATED)
+    writes = request.method not in ("GET", "HEAD")
+    with database.reading():
+        key = accounts.key_for_secret(token, touch=writes)
+        if key is not None and not writes:
+            db.session.expunge(key)
+    if not writes:
+        db.session.rollback()  # the view begins its own transaction
+    if key is None:
+        raise _unauthorised(INVALID_KEY)
+    g.api_key = key
+    g.audit_actor = f"API key {key.prefix} “{key.label}” ({key.role})"
+    g.audit_addr = request.remote_addr
+    if key.role not in ROLES:
+        raise ApiError(403, NO_ROLE)
+    if rank(key.role) < rank(least_role):
+        raise ApiError(
+            403,
+            "Authorization failed: Insufficient permissions. "
+            f"Required: {least_role}, Found: {key.role}",
+        )
+    if not writes:
+        _note_read_use(key)
+    return key
+
+
+def _note_read_use(key: ApiKey) -> None:
+    """A reading request's use of the key, in a short write of its own."""
+    now = utcnow()
+    if key.last_used_at is not None and now - key.last_used_at < READ_SEEN_EVERY:
+        return
+    with database.writing():
+        db.session.execute(
+            sa.update(ApiKey).where(ApiKey.id == key.id).values(last_used_at=now)
+        )
+        db.session.commit()
