@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import secrets
+from dataclasses import dataclass
 
 import sqlalchemy as sa
 from werkzeug.security import check_password_hash
@@ -367,6 +368,39 @@ def revoke_key(key: ApiKey) -> None:
             key.id,
             f"Revoked API key {key.prefix} “{key.label}”",
         )
+
+
+@dataclass(frozen=True)
+class KeyRef:
+    """A live API key as a request needs it (read without the ORM)."""
+
+    id: int
+    prefix: str
+    label: str
+    role: str
+    last_used_at: dt.datetime | None
+
+
+def live_key(secret: str | None) -> KeyRef | None:
+    """The live key with this secret (one indexed Core query), or None."""
+    if not secret or len(secret) > 200 or not secret.startswith(KEY_PREFIX):
+        return None
+    k = ApiKey
+    found = db.session.execute(
+        sa.select(k.id, k.prefix, k.label, k.role, k.last_used_at, k.expires_at).where(
+            k.key_hash == _hash(secret), k.revoked_at.is_(None)
+        )
+    ).first()
+    if found is None or (found.expires_at is not None and found.expires_at <= utcnow()):
+        return None
+    return KeyRef(*found[:5])
+
+
+def note_key_use(key_id: int, when: dt.datetime) -> None:
+    """Set a key's last use in the current transaction."""
+    db.session.execute(
+        sa.update(ApiKey.__table__).where(ApiKey.id == key_id).values(last_used_at=when)
+    )
 
 
 def key_for_secret(secret: str | None, touch: bool = True) -> ApiKey | None:

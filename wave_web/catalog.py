@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -60,6 +61,60 @@ def get_experiment(experiment_uuid: uuid.UUID | str) -> Experiment:
     if experiment is None:
         raise NotFound(f"There is no experiment {key}.")
     return experiment
+
+
+@dataclass(frozen=True)
+class TypeRef:
+    """What row operations need of a type, read without the ORM (hot paths).
+
+    Duck-types ExperimentType for datatables (id, table_name, schema_version,
+    created_at, columns, column()); it is not attached to the session, so a commit
+    does not expire it.
+    """
+
+    id: int
+    name: str
+    table_name: str
+    schema_definition: dict[str, Any]
+    schema_version: int
+    created_at: Any
+
+    @functools.cached_property
+    def columns(self) -> list[columns.ColumnDef]:
+        return columns.normalise_schema(self.schema_definition)
+
+    def column(self, name: str) -> columns.ColumnDef | None:
+        return next((c for c in self.columns if c.name == name), None)
+
+
+@dataclass(frozen=True)
+class ExperimentRef:
+    uuid: uuid.UUID
+    row_count: int
+    experiment_type: TypeRef
+
+
+def experiment_ref(experiment_uuid: uuid.UUID) -> ExperimentRef | None:
+    """An experiment and its type in one Core query, or None."""
+    t = ExperimentType
+    stmt = (
+        sa.select(
+            Experiment.uuid,
+            Experiment.row_count,
+            t.id,
+            t.name,
+            t.table_name,
+            t.schema_definition,
+            t.schema_version,
+            t.created_at,
+        )
+        .join(t, t.id == Experiment.experiment_type_id)
+        .where(Experiment.uuid == experiment_uuid)
+    )
+    found = db.session.execute(stmt).first()
+    if found is None:
+        return None
+    return ExperimentRef(found[0], found[1], TypeRef(*found[2:]))
 
 
 def list_experiments(f: ExperimentFilter, per_page: int = 25):

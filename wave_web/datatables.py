@@ -35,6 +35,7 @@ from wave_web.errors import WaveError
 from wave_web.extensions import db
 from wave_web.models import Experiment
 from wave_web.models import record
+from wave_web.models import record_now
 from wave_web.models import utcnow
 
 if TYPE_CHECKING:
@@ -526,9 +527,13 @@ def require_experiment(xtype: Any, experiment_uuid: uuid.UUID) -> None:
 def insert_row(
     xtype: Any, experiment_uuid: uuid.UUID, values: Mapping[str, Any]
 ) -> dict[str, Any]:
-    """Add one row (values from parse_row) to an experiment; returns the stored row."""
+    """Add one row (values from parse_row) to an experiment; returns the stored row.
+
+    One transaction: the experiment's row count (its UPDATE also proves the experiment
+    exists, is of this type, and holds its row lock against a concurrent delete until
+    commit), the INSERT … RETURNING of the stored values, and the audit entry.
+    """
     _check_values(xtype, values, new=True)
-    require_experiment(xtype, experiment_uuid)
     table = reflect(xtype)
     now = naive_utcnow()
     row = {
@@ -538,23 +543,33 @@ def insert_row(
         "updated_at": now,
     }
     try:
-        result = db.session.execute(table.insert().values(row))
-        row["id"] = result.inserted_primary_key[0]
-        adjust_row_count(experiment_uuid, 1)
-        record(
+        counted = db.session.execute(
+            sa.update(Experiment)
+            .where(
+                Experiment.uuid == experiment_uuid,
+                Experiment.experiment_type_id == xtype.id,
+            )
+            .values(row_count=Experiment.row_count + 1)
+            .execution_options(synchronize_session=False)
+        )
+        if counted.rowcount != 1:
+            raise NotFound(f"There is no experiment {experiment_uuid} of this type.")
+        stored = db.session.execute(table.insert().values(row).returning(*table.c))
+        result = dict(stored.mappings().one())
+        record_now(
             "row.create",
             "row",
-            row_ref(xtype, row["id"]),
-            f"Added row {row['id']} to experiment {experiment_uuid}",
+            row_ref(xtype, result["id"]),
+            f"Added row {result['id']} to experiment {experiment_uuid}",
             experiment=str(experiment_uuid),
             table=xtype.table_name,
-            after=_texts(xtype, row),
+            after=_texts(xtype, result),
         )
         db.session.commit()
     except Exception:
         db.session.rollback()
         raise
-    return get_row(xtype, experiment_uuid, row["id"])
+    return result
 
 
 def _naive(value: dt.datetime) -> dt.datetime:

@@ -245,8 +245,13 @@ def utc_iso(value: dt.datetime | None) -> str | None:
     return value.isoformat() + "Z"
 
 
-def row_json(xtype: Any, row: Mapping[str, Any]) -> dict[str, Any]:
-    """A stored row as the API's DataRow: standard keys, then custom columns."""
+def row_json(
+    xtype: Any, row: Mapping[str, Any], cols: list[ColumnDef] | None = None
+) -> dict[str, Any]:
+    """A stored row as the API's DataRow: standard keys, then custom columns.
+
+    `cols` (the type's columns read before a commit) saves reloading the type after.
+    """
     out: dict[str, Any] = {
         "id": row["id"],
         "experiment_uuid": str(uuid.UUID(str(row["experiment_uuid"]))),
@@ -254,7 +259,7 @@ def row_json(xtype: Any, row: Mapping[str, Any]) -> dict[str, Any]:
         "created_at": naive_iso(row["created_at"]),
         "updated_at": naive_iso(row["updated_at"]),
     }
-    for col in xtype.columns:
+    for col in xtype.columns if cols is None else cols:
         value = row.get(col.name)
         if value is None:
             out[col.name] = None

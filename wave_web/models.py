@@ -288,6 +288,28 @@ def record(
     )
 
 
+def record_now(
+    action: str, obj_type: str, obj_id: Any, summary: str, **details: Any
+) -> None:
+    """record(), written at once with one INSERT (no unit of work): for hot paths."""
+    actor = addr = None
+    if has_app_context():
+        actor = g.get("audit_actor")
+        addr = g.get("audit_addr")
+    db.session.execute(
+        sa.insert(AuditEntry.__table__).values(
+            created_at=utcnow(),
+            actor=actor[:255] if actor else None,
+            remote_addr=addr[:64] if addr else None,
+            action=action,
+            object_type=obj_type,
+            object_id=str(obj_id),
+            summary=summary,
+            details=details or None,
+        )
+    )
+
+
 def lock_type(type_id: int, shared: bool = False) -> bool:
     """Lock a type's registry row until commit; False when the type is gone.
 

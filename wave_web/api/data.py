@@ -13,8 +13,8 @@ import uuid
 from typing import Any
 
 from flask import current_app
-from sqlalchemy.orm import joinedload
 
+from wave_web import catalog
 from wave_web import datatables
 from wave_web import jsonvalues
 from wave_web.api import shapes
@@ -36,7 +36,6 @@ from wave_web.api.schemas import RowUpdate
 from wave_web.csv_io import writing
 from wave_web.extensions import db
 from wave_web.jsonvalues import RowProblemsJSON
-from wave_web.models import Experiment
 from wave_web.models import record
 
 GROUP = "Experiment data"
@@ -47,14 +46,9 @@ ROW_NOT_FOUND = "Experiment data row not found"
 SHOWN_BATCH_PROBLEMS = 100
 
 
-def find(experiment_id: uuid.UUID | None) -> Experiment:
-    experiment = (
-        db.session.get(
-            Experiment, experiment_id, options=[joinedload(Experiment.experiment_type)]
-        )
-        if experiment_id
-        else None
-    )
+def find(experiment_id: uuid.UUID | None) -> catalog.ExperimentRef:
+    """The experiment of the path with its type (one Core query), or 404."""
+    experiment = catalog.experiment_ref(experiment_id) if experiment_id else None
     if experiment is None:
         raise ApiError(404, "Experiment not found")
     return experiment
@@ -66,7 +60,7 @@ def _naive(value: dt.datetime | None) -> dt.datetime | None:
     return value.astimezone(dt.UTC).replace(tzinfo=None)
 
 
-def _row(experiment: Experiment, row_id: int | None) -> dict[str, Any]:
+def _row(experiment: catalog.ExperimentRef, row_id: int | None) -> dict[str, Any]:
     if not row_id:
         raise ApiError(404, ROW_NOT_FOUND)
     try:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import datetime as dt
 
-import sqlalchemy as sa
 from flask import g
 from flask import request
 
@@ -18,11 +17,10 @@ from wave_web import accounts
 from wave_web import database
 from wave_web.extensions import db
 from wave_web.models import API_ROLES
-from wave_web.models import ApiKey
 from wave_web.models import utcnow
 
 ROLES = API_ROLES  # experimentee < researcher < admin < test
-READ_SEEN_EVERY = dt.timedelta(seconds=1)
+SEEN_EVERY = dt.timedelta(seconds=1)  # last use is kept to the second
 
 NOT_AUTHENTICATED = "Not authenticated"
 INVALID_KEY = "Authentication failed: Invalid API key or insufficient permissions"
@@ -48,7 +46,7 @@ def bearer_token() -> str | None:
     return token.strip()
 
 
-def authenticate(least_role: str) -> ApiKey:
+def authenticate(least_role: str) -> accounts.KeyRef:
     """The request's key, checked for `least_role`; ApiError 401/403 otherwise."""
     from wave_web.api.http import ApiError
 
@@ -56,11 +54,11 @@ def authenticate(least_role: str) -> ApiKey:
     if token is None:
         raise _unauthorised(NOT_AUTHENTICATED)
     writes = request.method not in ("GET", "HEAD")
-    with database.reading():
-        key = accounts.key_for_secret(token, touch=writes)
-        if key is not None and not writes:
-            db.session.expunge(key)
-    if not writes:
+    if writes:  # in the request's own transaction (SQLite: BEGIN IMMEDIATE)
+        key = accounts.live_key(token)
+    else:
+        with database.reading():
+            key = accounts.live_key(token)
         db.session.rollback()  # the view begins its own transaction
     if key is None:
         raise _unauthorised(INVALID_KEY)
@@ -75,18 +73,19 @@ def authenticate(least_role: str) -> ApiKey:
             "Authorization failed: Insufficient permissions. "
             f"Required: {least_role}, Found: {key.role}",
         )
-    if not writes:
-        _note_read_use(key)
+    _note_use(key, writes)
     return key
 
 
-def _note_read_use(key: ApiKey) -> None:
-    """A reading request's use of the key, in a short write of its own."""
+def _note_use(key: accounts.KeyRef, writes: bool) -> None:
+    """Record the key's use (to the second): with a write's own transaction, or in a
+    short write of its own for a request that only reads."""
     now = utcnow()
-    if key.last_used_at is not None and now - key.last_used_at < READ_SEEN_EVERY:
+    if key.last_used_at is not None and now - key.last_used_at < SEEN_EVERY:
+        return
+    if writes:
+        accounts.note_key_use(key.id, now)  # committed with the request's change
         return
     with database.writing():
-        db.session.execute(
-            sa.update(ApiKey).where(ApiKey.id == key.id).values(last_used_at=now)
-        )
+        accounts.note_key_use(key.id, now)
         db.session.commit()
