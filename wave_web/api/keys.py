@@ -9,7 +9,9 @@ short transaction of its own (at most once a second per key) when it only reads.
 from __future__ import annotations
 
 import datetime as dt
+import logging
 
+import sqlalchemy as sa
 from flask import g
 from flask import request
 
@@ -17,8 +19,10 @@ from wave_web import accounts
 from wave_web import database
 from wave_web.extensions import db
 from wave_web.models import API_ROLES
+from wave_web.models import record
 from wave_web.models import utcnow
 
+log = logging.getLogger(__name__)
 ROLES = API_ROLES  # experimentee < researcher < admin < test
 SEEN_EVERY = dt.timedelta(seconds=1)  # last use is kept to the second
 
@@ -68,6 +72,7 @@ def authenticate(least_role: str) -> accounts.KeyRef:
     if key.role not in ROLES:
         raise ApiError(403, NO_ROLE)
     if rank(key.role) < rank(least_role):
+        _record_refusal(key, least_role)
         raise ApiError(
             403,
             "Authorization failed: Insufficient permissions. "
@@ -89,3 +94,21 @@ def _note_use(key: accounts.KeyRef, writes: bool) -> None:
     with database.writing():
         accounts.note_key_use(key.id, now)
         db.session.commit()
+
+
+def _record_refusal(key: accounts.KeyRef, least_role: str) -> None:
+    """A key below the route's role is an audited refusal, as for signed-in users."""
+    with database.writing():
+        record(
+            "access.refused",
+            "route",
+            (request.endpoint or "")[:64],
+            f"Refused {request.method} {request.path[:200]} (needs {least_role})",
+            role=key.role,
+            needed=least_role,
+        )
+        try:
+            db.session.commit()
+        except sa.exc.SQLAlchemyError:
+            db.session.rollback()
+            log.warning("could not record a refused API request", exc_info=True)
