@@ -83,7 +83,8 @@ def _json_home():
 
 
 def _body_limit():
-    if request.path.startswith("/api/v1/") and not request.path.endswith("/upload"):
+    path = request.path
+    if path.startswith("/api/v1/") and not path.rstrip("/").endswith("/upload"):
         request.max_content_length = current_app.config["WAVE_API_MAX_BODY_BYTES"]
 
 
@@ -111,6 +112,7 @@ def init_app(app: Flask) -> None:
     from wave_web.api import openapi  # noqa: F401
     from wave_web.api import search  # noqa: F401
     from wave_web.api import tags  # noqa: F401
+    from wave_web.api import uploads  # noqa: F401
     from wave_web.api.services import service
 
     csrf.exempt(bp)

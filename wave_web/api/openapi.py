@@ -147,8 +147,11 @@ def document() -> dict[str, Any]:
                     }
                 },
             }
+        elif getattr(route.view, "openapi_request_body", None):  # a file upload
+            operation["requestBody"] = route.view.openapi_request_body
         for status in route.errors:
             operation["responses"][str(status)] = _error(status)
+        operation["responses"].update(getattr(route.view, "openapi_responses", {}))
         paths.setdefault(route.openapi_path, {})[route.method.lower()] = operation
     return {
         "openapi": "3.1.0",
