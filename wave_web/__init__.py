@@ -103,9 +103,15 @@ def _register_blueprints(app: Flask) -> None:
         app.register_blueprint(package.bp)
 
 
-def _ensure_migrated(app: Flask) -> None:
+def _ensure_migrated(app: Flask):
     """Retry migrations after a start without database; 503 until they succeed."""
     if not app.extensions.get("wave_migrated") and not database.migrate_database(app):
+        from flask import request
         from werkzeug.exceptions import ServiceUnavailable
 
+        from wave_web.api import services
+
+        if request.endpoint == "api_service.health":  # its own 503 body (§3)
+            return services.unhealthy("database unreachable")
         raise ServiceUnavailable()
+    return None

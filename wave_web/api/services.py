@@ -42,10 +42,15 @@ def health():
             with contextlib.suppress(sa.exc.SQLAlchemyError):
                 db.session.rollback()
     if reason:
-        return json_response(
-            {"status": "unhealthy", "service": SERVICE, "detail": reason}, 503
-        )
+        return unhealthy(reason)
     return json_response({"status": "healthy", "service": SERVICE})
+
+
+def unhealthy(reason: str):
+    """The 503 of /health, also when the app cannot reach its database to migrate."""
+    return json_response(
+        {"status": "unhealthy", "service": SERVICE, "detail": reason}, 503
+    )
 
 
 def compatibility(client: str | None) -> dict:
