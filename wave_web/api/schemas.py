@@ -245,7 +245,7 @@ class AdvancedSearch(SearchBody):
 
 
 class DataTagSearch(TagSearch):
-    limit: Limit = 500
+    """Rows of the experiments with the tags; `skip` and `limit` count rows."""
 
 
 # ----------------------------------------------------------------------
@@ -410,9 +410,27 @@ class TagSearchOut(BaseModel):
     pagination: Pagination
 
 
+class ExperimentMetadata(BaseModel):
+    experiment_uuid: str
+    experiment_description: str
+    experiment_type_name: str
+    experiment_tags: list[str]
+
+
+class DataSearchRow(DataRowOut):
+    experiment_metadata: ExperimentMetadata
+
+
+class ExperimentInfo(BaseModel):
+    description: str
+    type_name: str
+    tags: list[str]
+    data_count: int
+
+
 class DataSearchOut(BaseModel):
-    data: list[dict[str, Any]]
+    data: list[DataSearchRow]
     total_rows: int
     total_experiments: int
-    experiment_info: dict[str, Any]
+    experiment_info: dict[str, ExperimentInfo]
     pagination: Pagination
