@@ -641,3 +641,22 @@ def test_unexpected_python_error_in_search_is_a_500_too(api, monkeypatch):
     monkeypatch.setattr(search, "search_tags", broken)
     answer = api.post(TAGS, {"search_text": "x"})
     assert detail(answer, 500) == "Search failed: internal error"
+
+
+# ----------------------------------------------------------------------
+# The data routes' date bounds share the calendar-end rule (a core fix)
+# ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("bound", "kept"),
+    [("9999-12-31T23:00:00-05:00", 1), ("0001-01-01T00:30:00+01:00", 0)],
+)
+def test_data_routes_date_bound_beyond_the_calendar_is_not_a_500(api, bound, kept):
+    xtype = api.make_type("Stroop", "stroop", {"rt": "FLOAT"})
+    experiment = api.make_experiment(xtype["id"])["uuid"]
+    api.post_row(experiment, "P1", {"rt": 1})
+    base = f"experiment-data/{experiment}/data"
+    listed = api.ok("GET", f"{base}/?created_before={bound.replace('+', '%2B')}")
+    queried = api.ok("POST", f"{base}/query", {"created_before": bound})
+    assert len(listed) == len(queried) == kept

@@ -33,6 +33,7 @@ from wave_web.api.schemas import Message
 from wave_web.api.schemas import RowBatch
 from wave_web.api.schemas import RowCreate
 from wave_web.api.schemas import RowUpdate
+from wave_web.api.schemas import naive_utc
 from wave_web.csv_io import writing
 from wave_web.extensions import db
 from wave_web.jsonvalues import RowProblemsJSON
@@ -55,9 +56,7 @@ def find(experiment_id: uuid.UUID | None) -> catalog.ExperimentRef:
 
 
 def _naive(value: dt.datetime | None) -> dt.datetime | None:
-    if value is None or value.tzinfo is None:
-        return value
-    return value.astimezone(dt.UTC).replace(tzinfo=None)
+    return None if value is None else naive_utc(value)
 
 
 def _row(experiment: catalog.ExperimentRef, row_id: int | None) -> dict[str, Any]:

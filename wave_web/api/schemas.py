@@ -289,9 +289,18 @@ def parse_when(value: Any) -> dt.datetime | None:
             ) from None
     else:
         raise ValueError("expected a date-time")
-    if moment.tzinfo is not None:
-        moment = moment.astimezone(dt.UTC).replace(tzinfo=None)
-    return moment
+    return naive_utc(moment)
+
+
+def naive_utc(moment: dt.datetime) -> dt.datetime:
+    """`moment` in UTC without offset (naive is UTC already); a bound that leaves
+    the calendar once converted (9999-12-31T23:00-05:00) is its last instant."""
+    if moment.tzinfo is None:
+        return moment
+    try:
+        return moment.astimezone(dt.UTC).replace(tzinfo=None)
+    except OverflowError:
+        return dt.datetime.max if moment.year > 1 else dt.datetime.min
 
 
 class DataList(BaseModel):
