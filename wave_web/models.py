@@ -65,12 +65,17 @@ class TagList(sa.TypeDecorator):
         return list(value) if value else []
 
 
+def _created_at(context: Any) -> dt.datetime:
+    """On insert, updated_at is created_at (one clock reading; api-v1.md §8)."""
+    return context.get_current_parameters().get("created_at") or utcnow()
+
+
 class Timestamps:
     created_at: Mapped[dt.datetime] = mapped_column(
         UTCDateTime, default=utcnow, server_default=sa.func.now()
     )
     updated_at: Mapped[dt.datetime] = mapped_column(
-        UTCDateTime, default=utcnow, onupdate=utcnow, server_default=sa.func.now()
+        UTCDateTime, default=_created_at, onupdate=utcnow, server_default=sa.func.now()
     )
 
 
