@@ -332,6 +332,7 @@ def _filters(xtype: Any, filters: dict[str, Any]) -> dict[str, Any]:
     body=DataQuery,
     response=[DataRowOut],
     errors=(400, 404, 422),
+    writes=False,
 )
 def query_rows(experiment_id: uuid.UUID | None, body: DataQuery) -> list[dict]:
     experiment = find(experiment_id)

@@ -253,6 +253,7 @@ class Route:
     response: Any = None  # a model, [model], or a JSON schema dict
     status: int = 200
     errors: tuple[int, ...] = ()
+    writes: bool = True
 
     @property
     def openapi_path(self) -> str:
@@ -275,11 +276,14 @@ def endpoint(
     response: Any = None,
     status: int = 200,
     errors: tuple[int, ...] = (),
+    writes: bool | None = None,
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Declare an API operation. The view gets path values, `query` and `body`.
 
     Collections are declared with a trailing slash and also served without it (and
     the other paths with one added), never through a redirect (api-v1.md §1.1).
+    `writes` (default: not a GET) says whether the operation may write; a POST that
+    only reads (a search) says False, so SQLite does not take its write lock for it.
     """
 
     def register(view: Callable[..., Any]) -> Callable[..., Any]:
@@ -296,6 +300,7 @@ def endpoint(
             response,
             status,
             errors,
+            method != "GET" if writes is None else writes,
         )
         ROUTES.append(route)
         wrapped = _wrap(route)
@@ -312,7 +317,7 @@ def _wrap(route: Route) -> Callable[..., Any]:
     @functools.wraps(route.view)
     def view(**segments: str):
         try:
-            keys.authenticate(route.role)
+            keys.authenticate(route.role, route.writes)
             errors: list[dict[str, Any]] = []
             kwargs: dict[str, Any] = {}
             for name, kind in route.path.items():
@@ -336,6 +341,8 @@ def _wrap(route: Route) -> Callable[..., Any]:
         return json_response(result, route.status)
 
     view.wave_api = True  # type: ignore[attr-defined]
+    if not route.writes:
+        view.wave_read_only = lambda: True  # type: ignore[attr-defined]
     return view
 
 

@@ -50,14 +50,16 @@ def bearer_token() -> str | None:
     return token.strip()
 
 
-def authenticate(least_role: str) -> accounts.KeyRef:
-    """The request's key, checked for `least_role`; ApiError 401/403 otherwise."""
+def authenticate(least_role: str, writes: bool) -> accounts.KeyRef:
+    """The request's key, checked for `least_role`; ApiError 401/403 otherwise.
+
+    `writes`: the operation may write (then the key's use is part of its transaction).
+    """
     from wave_web.api.http import ApiError
 
     token = bearer_token()
     if token is None:
         raise _unauthorised(NOT_AUTHENTICATED)
-    writes = request.method not in ("GET", "HEAD")
     if writes:  # in the request's own transaction (SQLite: BEGIN IMMEDIATE)
         key = accounts.live_key(token)
     else:

@@ -2,8 +2,8 @@
 
 Totals are real (a COUNT over the same WHERE) and pages are cut in the database.
 An unexpected failure is a 500 `Search failed: internal error` (errors.py, for every
-`api.search_*` endpoint). Each search commits at the end: nothing but the key's last
-use (keys.authenticate) is written.
+`api.search_*` endpoint). Searches only read (`writes=False`): SQLite does not take
+its write lock for them, and the key's last use is written apart (keys.py).
 """
 
 from __future__ import annotations
@@ -24,7 +24,6 @@ from wave_web.api.schemas import TagSearchOut
 from wave_web.api.schemas import TextSearch
 from wave_web.api.schemas import TypeSearchOut
 from wave_web.api.schemas import TypeTextSearch
-from wave_web.extensions import db
 
 GROUP = "Search"
 ERRORS = (400, 422)
@@ -44,7 +43,6 @@ def _page(key: str, shape: Any, found: search.Found, body: SearchBody) -> dict:
         "total": found.total,
         "pagination": _pagination(body, found.total),
     }
-    db.session.commit()  # the key's last use (shaped first: a commit expires objects)
     return result
 
 
@@ -57,6 +55,7 @@ def _page(key: str, shape: Any, found: search.Found, body: SearchBody) -> dict:
     body=TagSearch,
     response=ExperimentSearchOut,
     errors=ERRORS,
+    writes=False,
 )
 def search_experiments_by_tags(body: TagSearch) -> dict[str, Any]:
     found = search.search_experiments(
@@ -74,6 +73,7 @@ def search_experiments_by_tags(body: TagSearch) -> dict[str, Any]:
     body=TextSearch,
     response=TypeSearchOut,
     errors=ERRORS,
+    writes=False,
 )
 def search_experiment_types(body: TextSearch) -> dict[str, Any]:
     found = search.search_types(body.search_text, _window(body))
@@ -89,6 +89,7 @@ def search_experiment_types(body: TextSearch) -> dict[str, Any]:
     body=TextSearch,
     response=TagSearchOut,
     errors=ERRORS,
+    writes=False,
 )
 def search_tags(body: TextSearch) -> dict[str, Any]:
     found = search.search_tags(body.search_text, _window(body))
@@ -104,6 +105,7 @@ def search_tags(body: TextSearch) -> dict[str, Any]:
     body=TypeTextSearch,
     response=ExperimentSearchOut,
     errors=ERRORS,
+    writes=False,
 )
 def search_experiments_by_description(body: TypeTextSearch) -> dict[str, Any]:
     found = search.search_experiments(
@@ -121,6 +123,7 @@ def search_experiments_by_description(body: TypeTextSearch) -> dict[str, Any]:
     body=AdvancedSearch,
     response=ExperimentSearchOut,
     errors=ERRORS,
+    writes=False,
 )
 def search_experiments_advanced(body: AdvancedSearch) -> dict[str, Any]:
     found = search.search_experiments(
@@ -151,6 +154,7 @@ def _metadata(experiment: Any) -> dict[str, Any]:
     body=DataTagSearch,
     response=DataSearchOut,
     errors=ERRORS,
+    writes=False,
 )
 def search_experiment_data(body: DataTagSearch) -> dict[str, Any]:
     found = search.data_by_tags(body.tags, body.match_all, _window(body))
@@ -170,7 +174,6 @@ def search_experiment_data(body: DataTagSearch) -> dict[str, Any]:
         }
         for e, count in found.experiments
     }
-    db.session.commit()  # the key's last use
     return {
         "data": data,
         "total_rows": found.total_rows,
