@@ -556,3 +556,17 @@ def test_columns_by_unknown_or_differently_cased_name_is_404(api, name):
     api.make_type("Stroop", "stroop")
     response = api.get(f"experiment-types/name/{name}/columns")
     assert detail(response, 404) == NOT_FOUND
+
+
+def test_nul_in_a_type_name_is_400_and_never_found(api):
+    xtype = api.make_type()
+    message = (
+        "The name contains a NUL character (\\0), which cannot be stored; "
+        "remove it and try again."
+    )
+    body = {"name": "a\x00b", "table_name": "t"}
+    assert detail(api.post("experiment-types/", body), 400) == message
+    response = api.put(f"experiment-types/{xtype['id']}", {"name": "a\x00b"})
+    assert detail(response, 400) == message
+    response = api.get("experiment-types/name/a%00b/columns")
+    assert detail(response, 404) == NOT_FOUND

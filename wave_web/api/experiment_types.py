@@ -6,6 +6,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from wave_web import columns
 from wave_web import schema
 from wave_web.api import shapes
 from wave_web.api.http import ApiError
@@ -36,6 +37,7 @@ def find(type_id: int | None) -> ExperimentType:
 
 
 def _name_taken(name: str, exclude: int | None = None) -> None:
+    columns.clean_text(name, "name", "name")  # a NUL is a 400, not a lookup
     stmt = sa.select(ExperimentType.id).where(ExperimentType.name_key == name_key(name))
     if exclude is not None:
         stmt = stmt.where(ExperimentType.id != exclude)
@@ -187,6 +189,8 @@ def delete_type(experiment_type_id: int | None) -> dict[str, Any]:
     errors=(404,),
 )
 def type_columns(experiment_type_name: str) -> dict[str, Any]:
+    if "\x00" in experiment_type_name:  # no name has one (PostgreSQL refuses it)
+        raise ApiError(404, NOT_FOUND)
     name = db.session.scalar(
         sa.select(ExperimentType.name).where(
             ExperimentType.name == experiment_type_name

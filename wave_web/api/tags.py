@@ -7,6 +7,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from wave_web import catalog
+from wave_web import columns
 from wave_web.api import shapes
 from wave_web.api.http import ApiError
 from wave_web.api.http import endpoint
@@ -33,7 +34,7 @@ def find(tag_id: int | None) -> Tag:
 
 
 def _taken(name: str, exclude: int | None = None) -> None:
-    other = catalog.find_tag(name.strip())
+    other = catalog.find_tag(columns.clean_tag_name(name))  # 400 before a lookup
     if other is not None and other.id != exclude:
         raise ApiError(400, TAKEN)
 
