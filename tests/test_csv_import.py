@@ -140,7 +140,7 @@ def test_problems_past_the_first_hundred_are_counted_per_column(
     ("header", "rule"),
     [
         ("participant_id,n,accuracy", "is not a column of this type"),
-        ("participant_id,n,n", "second column for n"),
+        ("participant_id,n,n", "is a duplicate column"),
         ("n,x", "participant_id"),
         ("participant_id,id", "update mode"),
         ("participant_id,created_at", "set by wave_web"),

@@ -253,12 +253,17 @@ def test_a_refused_audit_write_leaves_no_rows_either(app, db, experiment, monkey
     assert upload_files(app) == []
 
 
-def test_one_step_job_with_problems_stops_at_the_preview(app, db, experiment):
+def test_one_step_job_with_problems_fails_with_its_report_and_keeps_no_file(
+    app, db, experiment
+):
+    """A one-step import has no preview to go back to: it fails, its report kept."""
     job = finished(upload(experiment, HEADER + "P1,fast,true,a\n", confirm=True))
-    assert job.state == "checked"
+    assert job.state == "failed"
     assert "Nothing was imported" in job.message
+    assert "changed" not in job.message
     assert job.report["problems"][0]["column"] == "rt"
     assert row_count(experiment) == 0
+    assert upload_files(app) == []
 
 
 def test_unreadable_file_fails_with_its_line_and_keeps_no_file(app, db, experiment):

@@ -107,15 +107,24 @@ class ImportOptions:
 
 @dataclass(frozen=True)
 class Problem:
-    """One thing to fix. `row` is the 1-based record after the header."""
+    """One thing to fix. `row` is the 1-based record after the header.
+
+    A problem of a header cell also has the cell's 0-based `position`.
+    """
 
     row: int | None
     line: int | None
     column: str | None
     value: str | None
     rule: str
+    position: int | None = None
 
     def describe(self) -> str:
+        if self.position is not None and self.row is None:
+            # "Column 2 “rt” is a duplicate column: …" (the header on line 1)
+            where = "" if self.line in (None, 1) else f" (header on line {self.line:,})"
+            name = f"Column {self.position + 1:,} “{self.column or ''}”"
+            return f"{name}{where} {self.rule}"
         where = []
         if self.row is not None:
             where.append(f"row {self.row}")
@@ -135,6 +144,35 @@ class HeaderCell:
     text: str
     target: str | None  # None: ignored
     note: str = ""
+
+
+# What a job's stored report keeps (Report.bounded_json): the rest is counted, so
+# every page, fragment and JSON answer about a job stays small whatever the file.
+SHOWN_HEADER_CELLS = 25  # header cells (the rows of the mapping form)
+SHOWN_NAMES = 20  # names listed in one message or note before "and N more"
+SHOWN_PER_COLUMN = 50  # columns of the problem counts per column
+SHOWN_PREVIEW_COLUMNS = 30  # columns of the preview rows
+PREVIEW_CHARS = 24_000  # characters of all preview values together (about)
+MAX_HEADER_TEXT = 255  # characters of a header cell kept (a label is at most 255)
+MAX_RULE = 500  # characters of a problem's rule
+
+
+def _is_unmatched(cell: HeaderCell) -> bool:
+    """A named file column that goes nowhere and was not ignored on purpose."""
+    return cell.target is None and cell.note != "ignored" and bool(cell.text.strip())
+
+
+def _cut(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+@dataclass(frozen=True)
+class HiddenColumns:
+    """The file columns after the first ones a page shows."""
+
+    count: int
+    unmatched: int
+    names: list[str]  # the first unmatched ones, as shown in messages
 
 
 @dataclass
@@ -161,10 +199,36 @@ class Report:
     new_columns: dict[str, dict[str, str]] = field(default_factory=dict)
     # column → csv_io.formats keys that read every refused value listed (proposals)
     format_choices: dict[str, list[str]] = field(default_factory=dict)
+    # What a bounded copy (bounded_json) cut, counted; 0 and [] when nothing was.
+    header_total: int = 0  # columns of the file
+    unmatched_rest: int = 0  # unmatched columns after the header cells kept
+    unmatched_rest_names: list[str] = field(default_factory=list)
+    preview_total: int = 0  # columns of the preview rows
+    per_column_rest: list[int] = field(default_factory=lambda: [0, 0])  # cols, count
 
     @property
     def ok(self) -> bool:
         return self.problem_count == 0
+
+    @property
+    def column_count(self) -> int:
+        """Columns of the file (the header kept may be the first ones only)."""
+        return max(self.header_total, len(self.header))
+
+    @property
+    def preview_column_count(self) -> int:
+        shown = len(self.preview[0]) if self.preview else 0
+        return max(self.preview_total, shown)
+
+    def hidden_columns(self, shown: int) -> HiddenColumns:
+        """The columns after the first `shown` header cells, counted."""
+        after = [c for c in self.header[shown:] if _is_unmatched(c)]
+        names = [show_value(c.text) for c in after] + self.unmatched_rest_names
+        return HiddenColumns(
+            count=max(0, self.column_count - shown),
+            unmatched=len(after) + self.unmatched_rest,
+            names=names[:SHOWN_NAMES],
+        )
 
     @property
     def targets(self) -> list[str]:
@@ -209,7 +273,53 @@ class Report:
             "tokens_seen": dict(self.tokens_seen),
             "new_columns": self.new_columns,
             "format_choices": self.format_choices,
+            "header_total": self.column_count,
+            "unmatched_rest": self.unmatched_rest,
+            "unmatched_rest_names": self.unmatched_rest_names,
+            "preview_total": self.preview_column_count,
+            "per_column_rest": list(self.per_column_rest),
         }
+
+    def bounded_json(self) -> dict[str, Any]:
+        """A copy for a job's row, cut to what its pages show; the rest is counted.
+
+        Keeps the first header cells (and the new-column proposals of those), the
+        first preview columns with shortened values and the columns with the most
+        problems, so the copy stays far below 100 KB whatever the file.
+        """
+        data = self.to_json()
+        kept = self.header[:SHOWN_HEADER_CELLS]
+        hidden = self.hidden_columns(len(kept))
+        data["header"] = [c.__dict__ | {"text": c.text[:MAX_HEADER_TEXT]} for c in kept]
+        data["unmatched_rest"] = hidden.unmatched
+        data["unmatched_rest_names"] = hidden.names
+        positions = {str(c.position) for c in kept}
+        data["new_columns"] = {
+            p: v for p, v in self.new_columns.items() if p in positions
+        }
+        data["problems"] = [
+            p.__dict__ | {"rule": _cut(p.rule, MAX_RULE)} for p in self.problems
+        ]
+        data["preview"] = self._bounded_preview()
+        listed = self.per_column.most_common(SHOWN_PER_COLUMN)
+        rest = self.per_column.most_common()[SHOWN_PER_COLUMN:]
+        data["per_column"] = dict(listed)
+        data["per_column_rest"] = [
+            self.per_column_rest[0] + len(rest),
+            self.per_column_rest[1] + sum(n for _, n in rest),
+        ]
+        return data
+
+    def _bounded_preview(self) -> list[dict[str, str]]:
+        if not self.preview:
+            return []
+        names = list(self.preview[0])[:SHOWN_PREVIEW_COLUMNS]
+        cells = max(1, len(self.preview) * len(names))
+        limit = max(20, min(200, PREVIEW_CHARS // cells))
+        return [
+            {n: None if row.get(n) is None else _cut(str(row[n]), limit) for n in names}
+            for row in self.preview
+        ]
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Report:
@@ -233,6 +343,11 @@ class Report:
             tokens_seen=Counter(data.get("tokens_seen", {})),
             new_columns=dict(data.get("new_columns", {})),
             format_choices=dict(data.get("format_choices", {})),
+            header_total=data.get("header_total", 0),
+            unmatched_rest=data.get("unmatched_rest", 0),
+            unmatched_rest_names=list(data.get("unmatched_rest_names", [])),
+            preview_total=data.get("preview_total", 0),
+            per_column_rest=list(data.get("per_column_rest", [0, 0])),
         )
 
 
@@ -297,16 +412,16 @@ def plan_header(
     """Decide where each file column goes; problems and notes go into `report`."""
     targets = _targets(xtype, options.mode)
     used: dict[str, int] = {}
+
+    def problem(position: int, text: str, rule: str) -> None:
+        report.add(Problem(None, line, show_value(text), None, rule, position))
+
     for position, text in enumerate(header):
         note = ""
         if position in options.mapping:
             target = options.mapping[position] or None
             if target is not None and target not in targets:
-                report.add(
-                    Problem(
-                        None, line, show_value(text), None, f"cannot go to {target}"
-                    )
-                )
+                problem(position, text, f"cannot go to {columns.shorten(target)}")
                 target = None
             elif target is None:
                 note = "ignored"
@@ -317,20 +432,16 @@ def plan_header(
         else:
             target, note = _match(text, targets)
             if target is None:
-                rule = _unknown_rule(text, targets, options.mode)
-                report.add(Problem(None, line, show_value(text), None, rule))
+                problem(position, text, _unknown_rule(text, targets, options.mode))
+                note = "not matched"
         if target is not None and target in used:
-            report.add(
-                Problem(
-                    None,
-                    line,
-                    show_value(text),
-                    None,
-                    f"is a second column for {target} (first: column "
-                    f"{used[target] + 1}); ignore one of them",
-                )
+            problem(
+                position,
+                text,
+                f"is a duplicate column: the header already has {target} in column "
+                f"{used[target] + 1:,}; ignore one of them",
             )
-            target = None
+            target, note = None, "duplicate column"
         if target is not None:
             used[target] = position
         report.header.append(HeaderCell(position, text, target, note))
@@ -357,9 +468,10 @@ def _check_missing(
     if mode == "insert":
         absent = [c.name for c in xtype.columns if c.nullable and c.name not in used]
         if absent:
-            report.notes.append(
-                "Not in the file, left empty: " + ", ".join(absent) + "."
-            )
+            listed = ", ".join(absent[:SHOWN_NAMES])
+            more = len(absent) - SHOWN_NAMES
+            rest = f" and {more:,} more" if more > 0 else ""
+            report.notes.append(f"Not in the file, left empty: {listed}{rest}.")
     else:
         report.notes.append("Columns not in the file keep their current values.")
 

@@ -19,6 +19,7 @@ import uuid
 from collections.abc import Iterator
 from collections.abc import Mapping
 from dataclasses import dataclass
+from dataclasses import replace
 from typing import Any
 
 import sqlalchemy as sa
@@ -28,7 +29,10 @@ from flask import current_app
 from wave_web.csv_io import excel
 from wave_web.csv_io.importing import ImportOptions
 from wave_web.csv_io.importing import Report
+from wave_web.csv_io.importing import effective_type
+from wave_web.csv_io.importing import mapping_from_form
 from wave_web.csv_io.importing import offending_rows
+from wave_web.csv_io.importing import plan_header
 from wave_web.csv_io.options import BY_NAME
 from wave_web.csv_io.options import header_mapping_from_form
 from wave_web.csv_io.options import mapping_choices
@@ -37,6 +41,7 @@ from wave_web.csv_io.options import options_from_json
 from wave_web.csv_io.options import options_to_json
 from wave_web.csv_io.options import propose
 from wave_web.csv_io.options import proposed_targets
+from wave_web.csv_io.options import read_header
 from wave_web.csv_io.reading import FileRefused
 from wave_web.csv_io.runner import ABANDONED
 from wave_web.csv_io.runner import ACTIVE_STATES
@@ -133,7 +138,7 @@ def _remove_orphans(older_than: dt.datetime) -> None:
     except FileNotFoundError:
         return
     limit = older_than.timestamp()
-    old = [e for e in entries if e.is_file() and e.stat().st_mtime < limit]
+    old = [e for e in entries if _modified(e) < limit]
     if not old:
         return
     keep = set(
@@ -147,6 +152,15 @@ def _remove_orphans(older_than: dt.datetime) -> None:
     for entry in old:
         if entry.path not in kept_names:
             remove_file(entry.path)
+
+
+def _modified(entry: os.DirEntry) -> float:
+    """A file's modification time; +inf (never old) for a file gone meanwhile (an
+    upload's .part renamed, or a job's file deleted, while the folder was read)."""
+    try:
+        return entry.stat().st_mtime if entry.is_file() else float("inf")
+    except FileNotFoundError:
+        return float("inf")
 
 
 # ----------------------------------------------------------------------
@@ -202,7 +216,7 @@ def start(
                 field="file",
             )
         _workbook_to_csv(stored.path, upload.filename or "", sheet)
-        options = _proposed(key, stored.path, options, by_header, confirm)
+        options, version = _proposed(key, stored.path, options, by_header, confirm)
         now = utcnow()
         values = {
             "uuid": job_uuid,
@@ -213,6 +227,8 @@ def start(
             "options": options_to_json(options),
             "state": "uploaded",
             "auto_confirm": confirm,
+            # One step: the version proposed against (a check records its own).
+            "schema_version": version if confirm else None,
             "rows_done": 0,
             "cancel_requested": False,
             "heartbeat_at": now,
@@ -251,12 +267,14 @@ def _proposed(
     options: ImportOptions,
     by_header: Mapping[str, str] | None,
     one_step: bool,
-) -> ImportOptions:
+) -> tuple[ImportOptions, int]:
+    """The options with proposed targets, and the type's schema version read."""
     from wave_web import catalog
 
     xtype = catalog.get_experiment(experiment_uuid).experiment_type
     check_added(xtype, options)
-    return propose(xtype, path, options, by_header, guess=not one_step)
+    proposed = propose(xtype, path, options, by_header, guess=not one_step)
+    return proposed, xtype.schema_version
 
 
 def check_added(xtype: Any, options: ImportOptions) -> None:
@@ -337,6 +355,52 @@ def recheck(job: ImportJob, options: ImportOptions, defer: bool = False) -> None
         runner().submit(job.uuid, "check")
     else:
         raise Conflict(NOT_WAITING)
+
+
+def recheck_options(job: ImportJob, form: Mapping[str, str]) -> ImportOptions:
+    """The options of a preview's mapping form, for the columns it does not list too.
+
+    The form lists the first header cells only (Report.bounded_json): the others keep
+    the target the job gave them, and with `ignore_unmatched` every column that goes
+    nowhere is ignored, listed or not. A new column's label is the file's header
+    (the page does not send it back). InvalidValue names a bad field.
+    """
+    options = options_from_form(form)
+    listed = set(mapping_from_form(form.items()))
+    before = options_from_json(job.options)
+    added = {c.name for c in before.add_columns}
+    mapping = {
+        p: t for p, t in before.mapping.items() if p not in listed and t not in added
+    }
+    options = replace(options, mapping=mapping | dict(options.mapping))
+    if options.add_columns:
+        header = {c.position: c.text for c in Report.from_json(job.report or {}).header}
+        source = {t: header.get(p, "") for p, t in options.mapping.items()}
+        labelled = tuple(
+            c if c.label else replace(c, label=source.get(c.name, "")[:255])
+            for c in options.add_columns
+        )
+        options = replace(options, add_columns=labelled)
+    if form.get("ignore_unmatched"):
+        options = _ignore_unmatched(job, options)
+    return options
+
+
+def _ignore_unmatched(job: ImportJob, options: ImportOptions) -> ImportOptions:
+    """Options that also ignore the file columns the header plan leaves unmatched."""
+    from wave_web import catalog
+
+    header = read_header(job_path(job.uuid), options)
+    if header is None:  # the check will say why the file cannot be read
+        return options
+    xtype = catalog.get_experiment(job.experiment_uuid).experiment_type
+    planned = Report(mode=options.mode)
+    plan_header(effective_type(xtype, options), header, options, planned)
+    mapping = dict(options.mapping)
+    for cell in planned.header:
+        if cell.target is None and cell.position not in mapping:
+            mapping[cell.position] = ""
+    return replace(options, mapping=mapping)
 
 
 def confirm(job: ImportJob, defer: bool = False) -> None:

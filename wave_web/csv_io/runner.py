@@ -259,6 +259,8 @@ class Runner:
         if info.auto_confirm:
             # One step (scripts): the import checks every cell itself and writes
             # nothing when one is bad, so a separate check would read the file twice.
+            # The version of the upload (else of now) tells the import whether the
+            # type changed meanwhile.
             live.phase = "saving"
             with self.writing():
                 saved = set_job(
@@ -267,6 +269,11 @@ class Runner:
                     state="queued",
                     started_at=utcnow(),
                     rows_done=0,
+                    schema_version=(
+                        info.schema_version
+                        if info.uploaded_version is None
+                        else info.uploaded_version
+                    ),
                     heartbeat_at=utcnow(),
                 )
             return saved
@@ -298,7 +305,7 @@ class Runner:
                 info.uuid,
                 only_if=("uploaded", "checking"),
                 state="queued" if go_on else "checked",
-                report=report.to_json(),
+                report=report.bounded_json(),
                 rows_total=report.rows,
                 rows_done=report.rows,
                 schema_version=info.schema_version,
@@ -356,7 +363,11 @@ class Runner:
         """The import transaction: rows, the job's final state and the audit entry."""
         _begin_write(info.uuid, live)
         xtype = db.session.get(ExperimentType, info.xtype_id)
-        changed = xtype is not None and xtype.schema_version != info.schema_version
+        changed = (
+            xtype is not None
+            and info.schema_version is not None  # a job queued before it was kept
+            and xtype.schema_version != info.schema_version
+        )
         try:
             report = import_file(
                 xtype, info.experiment_uuid, info.path, info.options, live.progress
@@ -369,12 +380,7 @@ class Runner:
             db.session.rollback()
             self._finish(info.uuid, "failed", message=exc.message)
             return
-        note = (
-            " The experiment type changed after the check, so the file was checked "
-            "again against the new columns."
-            if changed
-            else ""
-        )
+        note = f" {_changed(info)}, so the file was checked again." if changed else ""
         verb = "Updated" if info.options.mode == "update" else "Imported"
         rows = f"{report.written:,} row{'s' if report.written != 1 else ''}"
         message = f"{verb} {rows}.{note}"
@@ -384,7 +390,7 @@ class Runner:
             only_if=("queued", "importing"),
             state="succeeded",
             rows_done=report.written,
-            report=report.to_json(),
+            report=report.bounded_json(),
             message=message,
             finished_at=utcnow(),
             heartbeat_at=utcnow(),
@@ -413,26 +419,27 @@ class Runner:
     def _refused(
         self, info: _JobInfo, report: Report, changed: bool, xtype: Any
     ) -> None:
+        """A refused import: failed, or back to its preview when the type changed.
+
+        A one-step job has no preview to go back to: it fails and its file goes.
+        """
+        message = report.summary()
         if changed:
+            message = f"{_changed(info)}, so the file was checked again. {message}"
+        if changed and not info.auto_confirm:
             # The preview no longer holds: back to the preview, with the new problems.
             with self.writing():
                 set_job(
                     info.uuid,
                     state="checked",
-                    report=report.to_json(),
+                    report=report.bounded_json(),
                     rows_total=report.rows,
                     schema_version=xtype.schema_version,
-                    message=(
-                        "The experiment type changed after the check (its columns "
-                        "were edited), so the file was checked again and nothing was "
-                        "imported: " + report.summary()
-                    ),
+                    message=message,
                     heartbeat_at=utcnow(),
                 )
             return
-        self._finish(
-            info.uuid, "failed", message=report.summary(), report=report.to_json()
-        )
+        self._finish(info.uuid, "failed", message=message, report=report.bounded_json())
 
     def _finish(self, job_uuid: uuid.UUID, state: str, **values: Any) -> None:
         """Store a final state in a short transaction and delete the job's file."""
@@ -475,6 +482,12 @@ class Runner:
                 cancel = conn.execute(stmt).scalar()
         if cancel:
             live.cancel.set()
+
+
+def _changed(info: _JobInfo) -> str:
+    """The start of a message saying the type changed since the job's check."""
+    since = "upload" if info.auto_confirm else "check"
+    return f"The experiment type changed after the {since} (its columns were edited)"
 
 
 _runners_lock = threading.Lock()
@@ -529,7 +542,8 @@ class _JobInfo:
     auto_confirm: bool
     cancel_requested: bool
     rows_total: int | None
-    schema_version: int  # of the check (import) or of the type now (check)
+    schema_version: int | None  # of the check (import) or of the type now (check)
+    uploaded_version: int | None  # of the upload, for one-step jobs
     xtype_id: int
     xtype: Any
     path: str
@@ -560,6 +574,7 @@ def _load(job_uuid: uuid.UUID) -> _JobInfo | None:
         schema_version=(
             job.schema_version if job.state == "queued" else xtype.schema_version
         ),
+        uploaded_version=job.schema_version if job.auto_confirm else None,
         xtype_id=xtype.id,
         xtype=xtype,
         path=job_path(job.uuid),

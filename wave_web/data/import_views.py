@@ -38,6 +38,9 @@ from wave_web.models import Experiment
 from wave_web.models import ImportJob
 
 EXPERIMENT = "/experiments/<experiment_uuid>"
+# Targets a mapping row offers in a select of its own; above, the rows share a list
+# (a select per row would make the page grow with columns × header cells).
+SELECT_CHOICES = 12
 JOB = EXPERIMENT + "/imports/<job_uuid>"
 
 
@@ -79,10 +82,14 @@ def _job_page(experiment: Experiment, job: ImportJob, status: int = 200):
     if st.state == "checked" and st.report is not None:
         options = jobs.options_from_json(job.options)
         xtype = experiment.experiment_type
+        choices = jobs.mapping_choices(xtype, options.mode)
         preview = {
             "options": options,
             "chosen": jobs.proposed_targets(st.report, xtype, options),
-            "choices": jobs.mapping_choices(xtype, options.mode),
+            "hidden": st.report.hidden_columns(len(st.report.header)),
+            "choices": choices,
+            # A wide type: one shared list instead of a select per file column.
+            "datalist": len(choices) > SELECT_CHOICES,
             "by_name": jobs.BY_NAME,
             "type_names": TYPE_NAMES,
             "column_types": {c.name: c.type for c in xtype.columns},
@@ -187,7 +194,7 @@ def _decision(experiment_uuid: str, job_uuid: str) -> ImportJob:
 def import_recheck(experiment_uuid: str, job_uuid: str):
     job = _decision(experiment_uuid, job_uuid)
     try:
-        jobs.recheck(job, jobs.options_from_form(request.form), g.import_defer)
+        jobs.recheck(job, jobs.recheck_options(job, request.form), g.import_defer)
     except (Conflict, InvalidValue) as exc:
         flash(exc.message, "warning")
     return redirect_to(_job_url(job))
