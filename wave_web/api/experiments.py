@@ -115,6 +115,8 @@ def get_experiment(experiment_uuid: uuid.UUID | None) -> dict[str, Any]:
 def list_experiments(query: ExperimentList) -> list[dict[str, Any]]:
     stmt = sa.select(Experiment)
     if query.experiment_type_id:
+        if not 1 <= query.experiment_type_id <= INT32_MAX:
+            return []  # no type has that id (beyond 64 bits SQLite cannot even bind it)
         stmt = stmt.where(Experiment.experiment_type_id == query.experiment_type_id)
     for tag in query.tags:
         stmt = stmt.where(has_tag(tag))

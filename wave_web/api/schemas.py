@@ -15,6 +15,7 @@ from typing import Annotated
 from typing import Any
 from typing import ClassVar
 
+from pydantic import AfterValidator
 from pydantic import BaseModel
 from pydantic import ConfigDict
 from pydantic import Field
@@ -25,6 +26,11 @@ from wave_web.api.http import problem
 from wave_web.errors import InvalidName
 
 Skip = Annotated[int, Field(ge=0)]
+INT64_MAX = 2**63 - 1
+# An offset of a list: one past 64 bits (which no database can bind) reads as the
+# largest one they take, the same empty page, never an overflow (searches echo
+# their `skip` and stop before the database: Skip).
+Offset = Annotated[int, Field(ge=0), AfterValidator(lambda n: min(n, INT64_MAX))]
 Limit = Annotated[int, Field(ge=1, le=1000)]
 Name100 = Annotated[str, Field(max_length=100)]
 MAX_TAGS = 10
@@ -210,7 +216,7 @@ class DataQuery(Body):
     created_after: dt.datetime | None = None
     created_before: dt.datetime | None = None
     limit: Limit = 100
-    offset: Skip = 0
+    offset: Offset = 0
 
 
 class SearchBody(Body):
@@ -254,7 +260,7 @@ class DataTagSearch(TagSearch):
 
 
 class Page(BaseModel):
-    skip: Skip = 0
+    skip: Offset = 0
     limit: Limit = 100
 
 
@@ -308,7 +314,7 @@ class DataList(BaseModel):
     created_after: dt.datetime | None = None
     created_before: dt.datetime | None = None
     limit: Limit = 100
-    offset: Skip = 0
+    offset: Offset = 0
 
     @field_validator("created_after", "created_before", mode="before")
     @classmethod
