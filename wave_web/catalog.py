@@ -28,6 +28,7 @@ from wave_web.models import lock_type
 from wave_web.models import name_key
 from wave_web.models import record
 from wave_web.models import tag_usage  # noqa: F401  (re-exported for views)
+from wave_web.models import utcnow
 
 MAX_DESCRIPTION = 10_000
 
@@ -235,9 +236,15 @@ def update_experiment(
     tag_names: Iterable[str],
     additional_data: dict,
     repeats: bool = False,
+    touch: bool = False,
 ) -> None:
-    """Change description, tags and additional data (the type never changes)."""
-    _lock_experiment(experiment)
+    """Change description, tags and additional data (the type never changes).
+
+    With `touch`, updated_at moves even when nothing changes (the API's PUT, §8).
+    """
+    _lock_experiment(experiment)  # re-reads the row: set updated_at after it
+    if touch:
+        experiment.updated_at = utcnow()
     before = _snapshot(experiment)
     experiment.description = _clean_description(description)
     experiment.tags = resolve_tags(tag_names, repeats)

@@ -24,7 +24,6 @@ from wave_web.extensions import db
 from wave_web.models import Experiment
 from wave_web.models import ExperimentType
 from wave_web.models import has_tag
-from wave_web.models import utcnow
 
 GROUP = "Experiments"
 NOT_FOUND = "Experiment not found"
@@ -50,7 +49,8 @@ def existing_tags(names: list[str]) -> list[str]:
                 f"Tag '{name}' is longer than {columns.MAX_TAG_LENGTH} characters and "
                 "cannot be attached to an experiment",
             )
-        tag = catalog.find_tag(name.strip()) if name.strip() else None
+        known = name.strip() and "\x00" not in name  # PostgreSQL refuses a NUL
+        tag = catalog.find_tag(name.strip()) if known else None
         if tag is None:
             raise ApiError(
                 400, f"Tag '{name}' does not exist. Please create the tag first."
@@ -113,6 +113,8 @@ def get_experiment(experiment_uuid: uuid.UUID | None) -> dict[str, Any]:
     errors=(422,),
 )
 def list_experiments(query: ExperimentList) -> list[dict[str, Any]]:
+    if any("\x00" in tag for tag in query.tags):
+        return []  # no tag has a NUL (PostgreSQL refuses it in a query)
     stmt = sa.select(Experiment)
     if query.experiment_type_id:
         if not 1 <= query.experiment_type_id <= INT32_MAX:
@@ -146,7 +148,6 @@ def update_experiment(
     ):
         raise ApiError(400, "experiment_type_id cannot be changed")
     tags = existing_tags(body.tags) if "tags" in sent else list(experiment.tags)
-    experiment.updated_at = utcnow()  # every successful PUT
     catalog.update_experiment(
         experiment,
         body.description if "description" in sent else experiment.description,
@@ -155,6 +156,7 @@ def update_experiment(
         if "additional_data" in sent
         else experiment.additional_data or {},
         repeats=True,
+        touch=True,  # every successful PUT, even one that changes nothing
     )
     return shapes.experiment(experiment)
 
