@@ -59,6 +59,12 @@ def _naive(value: dt.datetime | None) -> dt.datetime | None:
     return None if value is None else naive_utc(value)
 
 
+def _matches_nothing(equals: dict[str, Any]) -> bool:
+    """True when a filter holds a NUL: no stored text has one (and PostgreSQL
+    refuses it even in a query), so the answer is empty on both databases."""
+    return any(isinstance(v, str) and "\x00" in v for v in equals.values())
+
+
 def _row(experiment: catalog.ExperimentRef, row_id: int | None) -> dict[str, Any]:
     if not row_id:
         raise ApiError(404, ROW_NOT_FOUND)
@@ -163,6 +169,8 @@ def list_rows(experiment_id: uuid.UUID | None, query: DataList) -> list[dict]:
     experiment = find(experiment_id)
     xtype = experiment.experiment_type
     equals = {"participant_id": query.participant_id} if query.participant_id else {}
+    if _matches_nothing(equals):
+        return []
     rows = datatables.list_rows(
         xtype,
         experiment.uuid,
@@ -188,7 +196,9 @@ def list_rows(experiment_id: uuid.UUID | None, query: DataList) -> list[dict]:
 )
 def count_rows(experiment_id: uuid.UUID | None, query: CountQuery) -> dict[str, Any]:
     experiment = find(experiment_id)
-    if query.participant_id:
+    if query.participant_id and _matches_nothing(query.model_dump()):
+        count = 0
+    elif query.participant_id:
         count = datatables.count_matching(
             experiment.experiment_type,
             experiment.uuid,
@@ -340,6 +350,8 @@ def query_rows(experiment_id: uuid.UUID | None, body: DataQuery) -> list[dict]:
     equals = _filters(xtype, body.filters)
     if body.participant_id:  # null and "" mean no filter, as in the GET list
         equals["participant_id"] = body.participant_id
+    if _matches_nothing(equals):
+        return []
     rows = datatables.list_rows(
         xtype,
         experiment.uuid,
