@@ -737,7 +737,9 @@ def test_put_row_changes_the_values_sent_and_moves_updated_at(api, experiment):
     renamed = api.ok("PUT", path, {"participant_id": "P2", "data": {"s": None}})
     assert (renamed["participant_id"], renamed["s"]) == ("P2", None)
     assert renamed["updated_at"] > changed["updated_at"]
-    assert api.ok("GET", path) == renamed
+    same = api.ok("PUT", path, {"data": {"n": 2}})  # changes no value
+    assert same["updated_at"] > renamed["updated_at"]
+    assert api.ok("GET", path) == same
 
 
 @pytest.mark.parametrize(
