@@ -381,16 +381,20 @@ class KeyRef:
     last_used_at: dt.datetime | None
 
 
+_K = ApiKey.__table__.c
+# Built once: a statement is costlier to build than to run (the API's hot path).
+_LIVE_KEY = sa.select(
+    _K.id, _K.prefix, _K.label, _K.role, _K.last_used_at, _K.expires_at
+).where(_K.key_hash == sa.bindparam("key_hash"), _K.revoked_at.is_(None))
+
+
 def live_key(secret: str | None) -> KeyRef | None:
     """The live key with this secret (one indexed Core query), or None."""
     if not secret or len(secret) > 200 or not secret.startswith(KEY_PREFIX):
         return None
-    k = ApiKey
-    found = db.session.execute(
-        sa.select(k.id, k.prefix, k.label, k.role, k.last_used_at, k.expires_at).where(
-            k.key_hash == _hash(secret), k.revoked_at.is_(None)
-        )
-    ).first()
+    found = (
+        db.session.connection().execute(_LIVE_KEY, {"key_hash": _hash(secret)}).first()
+    )
     if found is None or (found.expires_at is not None and found.expires_at <= utcnow()):
         return None
     return KeyRef(*found[:5])

@@ -95,24 +95,34 @@ class ExperimentRef:
     experiment_type: TypeRef
 
 
+_E = Experiment.__table__.c
+_T = ExperimentType.__table__.c
+# Built once: a statement is costlier to build than to run (the API's hot path).
+_EXPERIMENT_REF = (
+    sa.select(
+        _E.uuid,
+        _E.row_count,
+        _T.id,
+        _T.name,
+        _T.table_name,
+        _T.schema_definition,
+        _T.schema_version,
+        _T.created_at,
+    )
+    .join_from(
+        Experiment.__table__, ExperimentType.__table__, _T.id == _E.experiment_type_id
+    )
+    .where(_E.uuid == sa.bindparam("experiment_uuid"))
+)
+
+
 def experiment_ref(experiment_uuid: uuid.UUID) -> ExperimentRef | None:
     """An experiment and its type in one Core query, or None."""
-    t = ExperimentType
-    stmt = (
-        sa.select(
-            Experiment.uuid,
-            Experiment.row_count,
-            t.id,
-            t.name,
-            t.table_name,
-            t.schema_definition,
-            t.schema_version,
-            t.created_at,
-        )
-        .join(t, t.id == Experiment.experiment_type_id)
-        .where(Experiment.uuid == experiment_uuid)
+    found = (
+        db.session.connection()
+        .execute(_EXPERIMENT_REF, {"experiment_uuid": experiment_uuid})
+        .first()
     )
-    found = db.session.execute(stmt).first()
     if found is None:
         return None
     return ExperimentRef(found[0], found[1], TypeRef(*found[2:]))

@@ -524,6 +524,30 @@ def require_experiment(xtype: Any, experiment_uuid: uuid.UUID) -> None:
         raise NotFound(f"There is no experiment {experiment_uuid} of this type.")
 
 
+_EXP = Experiment.__table__.c
+# Built once: a statement is costlier to build than to run (the API's hot path).
+_COUNT_ONE_MORE = (
+    sa.update(Experiment.__table__)
+    .where(
+        _EXP.uuid == sa.bindparam("experiment_uuid"),
+        _EXP.experiment_type_id == sa.bindparam("type_id"),
+    )
+    .values(row_count=_EXP.row_count + 1)
+)
+_INSERTS: dict[sa.Table, sa.Insert] = {}
+
+
+def _insert_returning(table: sa.Table) -> sa.Insert:
+    """INSERT … RETURNING every column, built once per reflected Table."""
+    stmt = _INSERTS.get(table)
+    if stmt is None:
+        with _cache_lock:
+            if len(_INSERTS) > 1000:  # Tables of old schema versions
+                _INSERTS.clear()
+            stmt = _INSERTS[table] = table.insert().returning(*table.c)
+    return stmt
+
+
 def insert_row(
     xtype: Any, experiment_uuid: uuid.UUID, values: Mapping[str, Any]
 ) -> dict[str, Any]:
@@ -543,18 +567,13 @@ def insert_row(
         "updated_at": now,
     }
     try:
-        counted = db.session.execute(
-            sa.update(Experiment)
-            .where(
-                Experiment.uuid == experiment_uuid,
-                Experiment.experiment_type_id == xtype.id,
-            )
-            .values(row_count=Experiment.row_count + 1)
-            .execution_options(synchronize_session=False)
+        conn = db.session.connection()
+        counted = conn.execute(
+            _COUNT_ONE_MORE, {"experiment_uuid": experiment_uuid, "type_id": xtype.id}
         )
         if counted.rowcount != 1:
             raise NotFound(f"There is no experiment {experiment_uuid} of this type.")
-        stored = db.session.execute(table.insert().values(row).returning(*table.c))
+        stored = conn.execute(_insert_returning(table), row)
         result = dict(stored.mappings().one())
         record_now(
             "row.create",

@@ -293,6 +293,9 @@ def record(
     )
 
 
+_AUDIT_INSERT = sa.insert(AuditEntry.__table__)  # built once (hot paths)
+
+
 def record_now(
     action: str, obj_type: str, obj_id: Any, summary: str, **details: Any
 ) -> None:
@@ -301,8 +304,9 @@ def record_now(
     if has_app_context():
         actor = g.get("audit_actor")
         addr = g.get("audit_addr")
-    db.session.execute(
-        sa.insert(AuditEntry.__table__).values(
+    db.session.connection().execute(
+        _AUDIT_INSERT,
+        dict(
             created_at=utcnow(),
             actor=actor[:255] if actor else None,
             remote_addr=addr[:64] if addr else None,
@@ -311,7 +315,7 @@ def record_now(
             object_id=str(obj_id),
             summary=summary,
             details=details or None,
-        )
+        ),
     )
 
 
