@@ -521,8 +521,22 @@ def test_batch_over_the_configured_limit_is_422_too_long(app, api, experiment):
                 ("dict_type", ("body", "rows", 1, "data")),
             ],
         ),
+        (
+            {"rows": [7, {"participant_id": "x" * 101, "data": {}}]},
+            [
+                ("model_attributes_type", ("body", "rows", 0)),
+                ("string_too_long", ("body", "rows", 1, "participant_id")),
+            ],
+        ),
     ],
-    ids=["empty", "missing", "not-a-list", "row-missing-data", "row-wrong-types"],
+    ids=[
+        "empty",
+        "missing",
+        "not-a-list",
+        "row-missing-data",
+        "row-wrong-types",
+        "row-not-an-object-and-too-long-id",
+    ],
 )
 def test_batch_shape_problems_are_422(api, experiment, body, expected):
     assert problems(api.post(data(experiment, "/batch"), body)) == expected

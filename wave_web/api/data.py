@@ -33,6 +33,7 @@ from wave_web.api.schemas import Message
 from wave_web.api.schemas import RowBatch
 from wave_web.api.schemas import RowCreate
 from wave_web.api.schemas import RowUpdate
+from wave_web.api.schemas import batch_problems
 from wave_web.api.schemas import naive_utc
 from wave_web.csv_io import writing
 from wave_web.extensions import db
@@ -122,13 +123,18 @@ def create_rows(experiment_id: uuid.UUID | None, body: RowBatch) -> dict[str, An
                 )
             ],
         )
+    shape = batch_problems(body.rows)
+    if shape:
+        raise ApiError(422, shape)
     experiment = find(experiment_id)
     xtype = experiment.experiment_type
     rows, problems = [], []
     for number, item in enumerate(body.rows, start=1):
         try:
             rows.append(
-                jsonvalues.read_row(xtype, item.participant_id, item.data, new=True)
+                jsonvalues.read_row(
+                    xtype, item["participant_id"], item["data"], new=True
+                )
             )
         except RowProblemsJSON as exc:
             problems.append(f"Row {number}: {exc.message}")
