@@ -17,6 +17,7 @@ from typing import Any
 
 from wave_web import columns
 from wave_web.columns import ColumnDef
+from wave_web.datatables import MAX_PARTICIPANT_ID
 from wave_web.datatables import RowProblems
 from wave_web.datatables import parse_participant_id
 
@@ -210,6 +211,58 @@ def read_row(
     if problems:
         raise RowProblemsJSON(problems)
     return values
+
+
+def _plain(type_name: str) -> Any:
+    """A check that a JSON value is stored as it is (None: no such shortcut)."""
+    low, high = columns.INT_MIN, columns.INT_MAX
+    return {
+        "INTEGER": lambda v: type(v) is int and low <= v <= high,
+        "FLOAT": lambda v: type(v) is float and math.isfinite(v),
+        "BOOLEAN": lambda v: type(v) is bool,
+        "STRING": lambda v: type(v) is str and len(v) <= 255 and "\x00" not in v,
+        "TEXT": lambda v: type(v) is str and "\x00" not in v,
+    }.get(type_name)
+
+
+def row_reader(xtype: Any) -> Any:
+    """read_row(xtype, participant, data, new=True) for many rows of one type.
+
+    A row whose values are all plain (an int for INTEGER, a float for FLOAT …) is
+    taken as it is; any other row goes through read_row, which gives the same values
+    and the messages. So the result is read_row's, only faster on a batch.
+    """
+    cols = list(xtype.columns)
+    checks = {c.name: _plain(c.type) for c in cols}
+    nullable = {c.name: c.nullable for c in cols}
+    required = [c.name for c in cols if not c.nullable]
+    simple = all(check is not None for check in checks.values())
+
+    def read(participant: str, data: Mapping[str, Any]) -> dict[str, Any]:
+        if (
+            simple
+            and type(participant) is str
+            and 0 < len(participant) <= MAX_PARTICIPANT_ID
+            and participant.strip()
+            and "\x00" not in participant
+            and all(name in data for name in required)
+        ):
+            values: dict[str, Any] = {"participant_id": participant}
+            for name, value in data.items():
+                check = checks.get(name)
+                if check is None:
+                    break  # not a column (or a key read_row must refuse)
+                if value is None:
+                    if not nullable[name]:
+                        break
+                elif not check(value):
+                    break
+                values[name] = value
+            else:
+                return values
+        return read_row(xtype, participant, data, new=True)
+
+    return read
 
 
 class RowProblemsJSON(RowProblems):

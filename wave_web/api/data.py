@@ -128,14 +128,11 @@ def create_rows(experiment_id: uuid.UUID | None, body: RowBatch) -> dict[str, An
         raise ApiError(422, shape)
     experiment = find(experiment_id)
     xtype = experiment.experiment_type
+    read = jsonvalues.row_reader(xtype)
     rows, problems = [], []
     for number, item in enumerate(body.rows, start=1):
         try:
-            rows.append(
-                jsonvalues.read_row(
-                    xtype, item["participant_id"], item["data"], new=True
-                )
-            )
+            rows.append(read(item["participant_id"], item["data"]))
         except RowProblemsJSON as exc:
             problems.append(f"Row {number}: {exc.message}")
     if problems:
