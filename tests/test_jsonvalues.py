@@ -6,7 +6,6 @@ import pytest
 from hypothesis import given
 from hypothesis import settings
 from hypothesis import strategies as st
-
 from wave_web import jsonvalues
 from wave_web.catalog import TypeRef
 from wave_web.jsonvalues import RowProblemsJSON
