@@ -14,8 +14,8 @@ from typing import Any
 
 from flask import current_app
 
+import wave_web.datatables as datatables
 from wave_web import catalog
-from wave_web import datatables
 from wave_web import jsonvalues
 from wave_web.api import shapes
 from wave_web.api.http import INT32_MAX

@@ -15,8 +15,8 @@ import sqlalchemy as sa
 from flask import g
 from flask import request
 
+import wave_web.database as database
 from wave_web import accounts
-from wave_web import database
 from wave_web.extensions import db
 from wave_web.models import API_ROLES
 from wave_web.models import record
