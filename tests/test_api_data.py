@@ -475,6 +475,24 @@ def test_batch_is_all_or_nothing_with_located_messages(app, api, experiment):
     assert table_count(app, "stroop") == 0
 
 
+def test_batch_with_a_bad_row_after_written_chunks_keeps_nothing(
+    app, api, experiment, monkeypatch
+):
+    from wave_web.api import data as data_routes
+
+    monkeypatch.setattr(data_routes, "BATCH_CHUNK", 2)  # chunks 1-2 are written first
+    rows = [{"participant_id": f"P{i}", "data": {"n": i}} for i in range(7)]
+    rows[5]["data"]["n"] = "five"
+    response = api.post(data(experiment, "/batch"), {"rows": rows})
+    assert detail(response, 400).startswith("Row 6: Invalid value for column 'n'")
+    assert table_count(app, "stroop") == 0
+    good = api.post(data(experiment, "/batch"), {"rows": rows[:5]})
+    assert good.status_code == 201
+    assert good.get_json()["inserted"] == 5
+    assert table_count(app, "stroop") == 5
+    assert api.ok("GET", data(experiment, "/count"))["count"] == 5
+
+
 def test_batch_lists_the_first_100_problems_then_a_count(app, api, experiment):
     rows = [{"participant_id": "P", "data": {"n": "bad"}} for _ in range(103)]
     message = detail(api.post(data(experiment, "/batch"), {"rows": rows}), 400)

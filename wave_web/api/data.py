@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from collections.abc import Iterator
 from typing import Any
 
 from flask import current_app
@@ -46,6 +47,7 @@ EXPERIMENT = {"experiment_id": "uuid"}
 ROW = {"experiment_id": "uuid", "row_id": "int"}
 ROW_NOT_FOUND = "Experiment data row not found"
 SHOWN_BATCH_PROBLEMS = 100
+BATCH_CHUNK = 5_000  # rows read while the database writes the chunk before
 
 
 def find(experiment_id: uuid.UUID | None) -> catalog.ExperimentRef:
@@ -129,20 +131,32 @@ def create_rows(experiment_id: uuid.UUID | None, body: RowBatch) -> dict[str, An
     experiment = find(experiment_id)
     xtype = experiment.experiment_type
     read = jsonvalues.row_reader(xtype)
-    rows, problems = [], []
-    for number, item in enumerate(body.rows, start=1):
-        try:
-            rows.append(read(item["participant_id"], item["data"]))
-        except RowProblemsJSON as exc:
-            problems.append(f"Row {number}: {exc.message}")
-    if problems:
-        shown = problems[:SHOWN_BATCH_PROBLEMS]
-        rest = len(problems) - len(shown)
-        detail = "; ".join(shown)
-        if rest:
-            detail += f"; and {rest} more rows with problems"
-        raise ApiError(400, detail)
-    ids = writing.write_rows(xtype, experiment.uuid, rows)
+    problems: list[str] = []
+
+    def chunks() -> Iterator[list[dict[str, Any]]]:
+        """Rows read chunk by chunk while the database writes the previous chunk;
+        after a bad row the rest is only checked, and the write is stopped."""
+        items = body.rows
+        for start in range(0, len(items), BATCH_CHUNK):
+            chunk = []
+            for number, item in enumerate(
+                items[start : start + BATCH_CHUNK], start + 1
+            ):
+                try:
+                    chunk.append(read(item["participant_id"], item["data"]))
+                except RowProblemsJSON as exc:
+                    problems.append(f"Row {number}: {exc.message}")
+            if not problems:
+                yield chunk
+        if problems:
+            shown = problems[:SHOWN_BATCH_PROBLEMS]
+            rest = len(problems) - len(shown)
+            detail = "; ".join(shown)
+            if rest:
+                detail += f"; and {rest} more rows with problems"
+            raise ApiError(400, detail)
+
+    ids = writing.write_rows(xtype, experiment.uuid, chunks(), len(body.rows))
     record(
         "rows.insert_batch",
         "experiment",
