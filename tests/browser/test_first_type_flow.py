@@ -46,7 +46,9 @@ def test_build_type_with_three_columns_then_tagged_experiment_is_listed(page, li
     page.get_by_role("navigation", name="Main").get_by_role(
         "link", name="Experiments"
     ).click()
+    page.wait_for_url("**/experiments/")
     row = page.locator("tbody tr", has_text="Pilot with lab B")
+    row.first.wait_for()  # count() does not wait for the page
     assert row.count() == 1
     assert row.get_by_role("link", name="pilot", exact=True).is_visible()
     assert row.get_by_role("link", name="lab-b", exact=True).is_visible()
