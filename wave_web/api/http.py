@@ -22,7 +22,6 @@ import orjson
 import pydantic
 from flask import Blueprint
 from flask import Response
-from flask import current_app
 from flask import request
 
 from wave_web.api import keys
@@ -351,6 +350,3 @@ def _rollback() -> None:
 
     db.session.rollback()
 
-
-def max_batch_rows() -> int:
-    return int(current_app.config["WAVE_API_BATCH_MAX_ROWS"])

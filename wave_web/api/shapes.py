@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from wave_web import columns
 from wave_web.jsonvalues import utc_iso
 from wave_web.models import Experiment
 from wave_web.models import ExperimentType
@@ -113,6 +112,3 @@ def data_columns(xtype: ExperimentType) -> list[dict[str, Any]]:
     found += [column_info(c.name, SQL_TYPES[c.type], c.nullable) for c in xtype.columns]
     return found
 
-
-def shorten(text: str) -> str:
-    return columns.shorten(text, 80)
