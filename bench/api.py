@@ -1,33 +1,39 @@
 #!/usr/bin/env python3
 """The JSON API under load (issue 11); run by hand, not a test.
 
-Serves the app with gunicorn as the README's production command does (`-w 4`,
-sync workers; bound to 127.0.0.1 on a free port) on PostgreSQL: a database made
-for the run (`CREATE DATABASE` on WAVE_BENCH_DATABASE_URL's server, default
+Serves the app with gunicorn as the README's production command does (the
+repository's gunicorn.conf.py: 4 processes × 2 threads, keep-alive; bound to
+127.0.0.1 on a free port) on PostgreSQL: a database made for the run
+(`CREATE DATABASE` on WAVE_BENCH_DATABASE_URL's server, default
 postgresql://postgres@127.0.0.1:5432/test) and dropped at the end. Then:
 
-1. **Single inserts**: `--clients` processes (4), each a `requests.Session`, post
-   one row at a time (`POST /api/v1/experiment-data/<uuid>/data/`, what experiment
-   software sends per trial) for `--seconds` (20), after a few untimed ones.
+1. **Single inserts**: `--clients` processes (4), each one kept-alive http.client
+   connection, post one row at a time (`POST /api/v1/experiment-data/<uuid>/data/`,
+   what experiment software sends per trial) for `--seconds` (20), after a few
+   untimed ones.
 2. **Batch**: one `POST …/data/batch` of `--batch-rows` rows (100,000; gunicorn is
    started with WAVE_API_BATCH_MAX_ROWS and WAVE_API_MAX_BODY_MB large enough,
    printed), timed from sending the (pre-encoded) body to the answer.
 3. **Baseline** in the same run: the same rows as CSV through the import pipeline
    directly (`csv_io.importing.import_file` in an app context of this process, into
    a third experiment of the same type): what the batch is compared with.
+4. **Floor** in the same run: phase 1 against bench/floor_app.py (a bare WSGI
+   insert, no framework, no checks) under the same gunicorn settings: what this
+   machine allows any Python server.
 
 The rows are those of ../shared/bench/gen_csv.py (participant_id plus one column of
 each type); the singles cycle through its first rows. Every answer must be a 201
 and the row counts must match at the end, or the script stops.
 
-Last line:
+Last lines:
 
+    single inserts / floor (a bare WSGI insert, same server and clients) = …
     RESULT single_inserts_per_s=… batch_rows_per_s=… batch_vs_pipeline_ratio=…
 
 Targets: ≥ 800 single inserts/s, batch ≥ 0.7 × the pipeline.
 
 usage: python bench/api.py [--seconds 20] [--clients 4] [--batch-rows 100000]
-                           [--workers 4] [--threads 1] [--gen PATH] [--csv PATH]
+                           [--workers N] [--threads N] [--gen PATH] [--csv PATH]
 """
 
 from __future__ import annotations
@@ -35,6 +41,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import csv
+import http.client
 import json
 import math
 import multiprocessing
@@ -45,6 +52,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.parse
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -94,13 +102,9 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--seconds", type=float, default=20.0, help="single-insert phase")
     p.add_argument("--clients", type=int, default=4, help="concurrent clients")
     p.add_argument("--batch-rows", type=int, default=100_000)
-    p.add_argument(
-        "--workers", type=int, default=4, help="gunicorn -w (README: 4 sync workers)"
-    )
-    p.add_argument("--threads", type=int, default=1, help="gunicorn --threads")
-    p.add_argument(
-        "--timeout", type=int, help="gunicorn --timeout (default: gunicorn's, 30 s)"
-    )
+    p.add_argument("--workers", type=int, help="gunicorn -w (gunicorn.conf.py: 4)")
+    p.add_argument("--threads", type=int, help="gunicorn --threads (there: 2)")
+    p.add_argument("--timeout", type=int, help="gunicorn --timeout (there: 60 s)")
     p.add_argument("--reps", type=int, default=1, help="batch/pipeline runs; best")
     p.add_argument("--gen", type=Path, default=GENERATOR, help="gen_csv.py to use")
     p.add_argument("--csv", type=Path, help="reuse (or keep) the generated CSV here")
@@ -245,33 +249,33 @@ def row_count(url: str, experiment: str) -> int:
 
 
 @contextlib.contextmanager
-def gunicorn(args, url: str, tmp: Path, env_extra: dict[str, str]) -> Iterator[str]:
+def gunicorn(
+    args, tmp: Path, env_extra: dict[str, str], app: str = "wsgi:app"
+) -> Iterator[str]:
+    """`app` served by gunicorn with the repository's gunicorn.conf.py (the README's
+    production settings) on a free port, unless --workers/--threads override them."""
     command = [
         sys.executable,
         "-m",
         "gunicorn",
-        "-w",
-        str(args.workers),
-        *(["--threads", str(args.threads)] if args.threads > 1 else []),
+        "-c",
+        str(ROOT / "gunicorn.conf.py"),
+        *(["-w", str(args.workers)] if args.workers else []),
+        *(["--threads", str(args.threads)] if args.threads else []),
         *(["--timeout", str(args.timeout)] if args.timeout else []),
         "-b",
         "127.0.0.1:0",
-        "wsgi:app",
+        app,
     ]
     env = {k: v for k, v in os.environ.items() if not k.startswith("WAVE_")}
-    env.update(
-        DATABASE_URL=url,
-        SECRET_KEY="bench",
-        WAVE_UPLOAD_DIR=str(tmp / "uploads"),
-        PYTHONPATH=str(ROOT),
-        **env_extra,
-    )
+    env.update(SECRET_KEY="bench", PYTHONPATH=str(ROOT), **env_extra)
     shown = " ".join(command[1:]).replace("127.0.0.1:0", "127.0.0.1:<free port>")
-    settings = " ".join(f"{k}={v}" for k, v in env_extra.items())
-    print(f"server: python {shown} with {settings}", flush=True)
-    if args.threads <= 1:
-        print("(sync workers answer with Connection: close: no keep-alive)")
-    log_path = tmp / "gunicorn.log"
+    shown = shown.replace(str(ROOT) + os.sep, "")
+    settings = " ".join(
+        f"{k}={v}" for k, v in env_extra.items() if k.startswith("WAVE_API")
+    )
+    print(f"server: python {shown} {settings}".rstrip(), flush=True)
+    log_path = tmp / f"gunicorn-{app.replace(':', '-')}.log"
     with open(log_path, "w") as log:
         process = subprocess.Popen(
             command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
@@ -281,7 +285,7 @@ def gunicorn(args, url: str, tmp: Path, env_extra: dict[str, str]) -> Iterator[s
     finally:
         process.terminate()
         try:
-            process.wait(20)
+            process.wait(40)
         except subprocess.TimeoutExpired:
             process.kill()
         problems = [
@@ -316,32 +320,65 @@ def wait_until_up(process: subprocess.Popen, log_path: Path) -> str:
 
 
 def client(url, key, bodies, seconds, barrier, results) -> None:
-    """One client process: warm up, wait for the others, insert for `seconds`."""
-    session = requests.Session()
+    """One client process: warm up, wait for the others, insert for `seconds`.
+
+    A plain http.client connection (kept open when the server allows it, opened
+    again when it answers `Connection: close`): the client's own CPU is a fraction
+    of a requests.Session's, which on 2 cores is CPU taken from the server.
+    """
+    parts = urllib.parse.urlsplit(url)
+    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
     headers = {
         "Authorization": f"Bearer {key}",
         "Content-Type": "application/json",
         "X-WAVE-Client-Version": "1.0.0",
     }
 
+    def send(body: bytes) -> tuple[int, bytes, str]:
+        conn.request("POST", parts.path, body, headers)
+        r = conn.getresponse()
+        return r.status, r.read(), r.getheader("Connection", "")
+
     def post(body: bytes) -> float:
         start = time.perf_counter()
-        r = session.post(url, data=body, headers=headers, timeout=30)
+        try:
+            status, text, connection = send(body)
+        except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError):
+            # a kept-alive connection the server closed while idle (gunicorn's
+            # --keep-alive): the request never arrived; send it again on a new one
+            conn.close()
+            try:
+                status, text, connection = send(body)
+            except (http.client.HTTPException, OSError) as exc:
+                raise SystemExit(f"insert failed: {exc!r}") from None
+        except (http.client.HTTPException, OSError) as exc:
+            raise SystemExit(f"insert failed: {exc!r}") from None
         took = time.perf_counter() - start
-        if r.status_code != 201:
-            raise SystemExit(f"insert answered {r.status_code}: {r.text[:300]}")
+        if status != 201:
+            raise SystemExit(f"insert answered {status}: {text[:300]!r}")
+        if connection.lower() == "close":
+            conn.close()
         return took
 
-    for body in bodies[:WARM_UP]:
-        post(body)
-    barrier.wait()
+    try:
+        for body in bodies[:WARM_UP]:
+            post(body)
+    except SystemExit as exc:
+        results.put({"error": str(exc)})
+        raise
+    finally:
+        barrier.wait()
     latencies = []
     start = time.perf_counter()
     deadline = start + seconds
     i = 0
-    while time.perf_counter() < deadline:
-        latencies.append(post(bodies[i % len(bodies)]))
-        i += 1
+    try:
+        while time.perf_counter() < deadline:
+            latencies.append(post(bodies[i % len(bodies)]))
+            i += 1
+    except SystemExit as exc:
+        results.put({"error": str(exc)})
+        raise
     results.put({"count": i, "seconds": time.perf_counter() - start, "lat": latencies})
 
 
@@ -361,6 +398,9 @@ def single_inserts(args, base: str, made: dict, rows: list[dict]) -> dict[str, A
         procs.append(p)
     barrier.wait(timeout=120)
     found = [results.get(timeout=args.seconds + 120) for _ in procs]
+    failed = [r["error"] for r in found if "error" in r]
+    if failed:
+        sys.exit("a client failed: " + "; ".join(failed))
     for p in procs:
         p.join(30)
         if p.exitcode != 0:
@@ -409,15 +449,11 @@ def run(args, url: str, path: Path, rows: list[dict], tmp: Path) -> None:
         "WAVE_API_BATCH_MAX_ROWS": str(max(10_000, n)),
         "WAVE_API_MAX_BODY_MB": str(body_mb),
     }
+    extra |= {"DATABASE_URL": url, "WAVE_UPLOAD_DIR": str(tmp / "uploads")}
     batches, pipelines = [], []
-    with gunicorn(args, url, tmp, extra) as base:
+    with gunicorn(args, tmp, extra) as base:
         singles = single_inserts(args, base, made, rows)
-        print(
-            f"single inserts: {args.clients} clients × {args.seconds:g} s: "
-            f"{singles['count']:,} rows, {singles['rate']:,.0f}/s, "
-            f"p50 {singles['p50']:.1f} ms, p95 {singles['p95']:.1f} ms",
-            flush=True,
-        )
+        show_singles("single inserts", args, singles)
         for rep in range(args.reps):
             if rep:  # a fresh experiment per run, as the first
                 made["batch"] = prepare_more(url, "batch")
@@ -439,6 +475,7 @@ def run(args, url: str, path: Path, rows: list[dict], tmp: Path) -> None:
                 f"({n / took:,.0f} rows/s)",
                 flush=True,
             )
+    floor = floor_inserts(args, url, tmp, rows)
     expected = singles["count"] + singles["warm"]
     got = row_count(url, made["singles"])
     if got != expected:
@@ -456,9 +493,37 @@ def run(args, url: str, path: Path, rows: list[dict], tmp: Path) -> None:
     )
     print(verdicts, flush=True)
     print(
+        f"single inserts / floor (a bare WSGI insert, same server and clients) = "
+        f"{singles['rate'] / floor['rate']:.2f}"
+    )
+    print(
         f"RESULT single_inserts_per_s={fmt(singles['rate'])} "
         f"batch_rows_per_s={fmt(batch_rate)} batch_vs_pipeline_ratio={fmt(ratio)}"
     )
+
+
+def show_singles(what: str, args, found: dict[str, Any]) -> None:
+    print(
+        f"{what}: {args.clients} clients × {args.seconds:g} s: "
+        f"{found['count']:,} rows, {found['rate']:,.0f}/s, "
+        f"p50 {found['p50']:.1f} ms, p95 {found['p95']:.1f} ms",
+        flush=True,
+    )
+
+
+def floor_inserts(args, url: str, tmp: Path, rows: list[dict]) -> dict[str, Any]:
+    """The same single inserts against bench/floor_app.py: no framework, no checks,
+    one INSERT and a commit per request, under the same gunicorn settings."""
+    experiment = prepare_more(url, "floor")
+    dsn = sa.make_url(url).set(drivername="postgresql")
+    env = {
+        "BENCH_FLOOR_DSN": dsn.render_as_string(hide_password=False),
+        "BENCH_FLOOR_EXPERIMENT": experiment,
+    }
+    with gunicorn(args, tmp, env, app="bench.floor_app:app") as base:
+        found = single_inserts(args, base, {"singles": experiment, "key": ""}, rows)
+    show_singles("floor: bare WSGI + psycopg2, one INSERT per request", args, found)
+    return found
 
 
 def prepare_more(url: str, description: str) -> str:

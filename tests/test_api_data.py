@@ -493,6 +493,46 @@ def test_batch_with_a_bad_row_after_written_chunks_keeps_nothing(
     assert api.ok("GET", data(experiment, "/count"))["count"] == 5
 
 
+def test_batch_pauses_the_garbage_collector_only_while_it_runs(
+    api, experiment, monkeypatch
+):
+    import gc
+
+    from wave_web.api import data as data_routes
+
+    seen = []
+    real = data_routes.writing.write_rows
+
+    def spy(*args):
+        seen.append(gc.isenabled())
+        return real(*args)
+
+    monkeypatch.setattr(data_routes.writing, "write_rows", spy)
+    rows = [{"participant_id": "P", "data": {"n": 1}}]
+    assert api.post(data(experiment, "/batch"), {"rows": rows}).status_code == 201
+    assert seen == [False] and gc.isenabled()
+    bad = [{"participant_id": "P", "data": {"n": "x"}}]
+    assert api.post(data(experiment, "/batch"), {"rows": bad}).status_code == 400
+    assert gc.isenabled()
+    assert api.post(data(experiment, "/"), rows[0]).status_code == 201
+    assert seen == [False, False] and gc.isenabled()
+
+
+def test_gc_paused_turns_the_collector_on_when_the_last_pause_ends():
+    import gc
+
+    from wave_web.api.http import gc_paused
+
+    with gc_paused():
+        with gc_paused():  # two requests of a threaded worker at once
+            assert not gc.isenabled()
+        assert not gc.isenabled()
+    assert gc.isenabled()
+    with pytest.raises(ValueError), gc_paused():
+        raise ValueError
+    assert gc.isenabled()
+
+
 def test_batch_lists_the_first_100_problems_then_a_count(app, api, experiment):
     rows = [{"participant_id": "P", "data": {"n": "bad"}} for _ in range(103)]
     message = detail(api.post(data(experiment, "/batch"), {"rows": rows}), 400)

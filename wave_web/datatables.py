@@ -553,9 +553,12 @@ def insert_row(
 ) -> dict[str, Any]:
     """Add one row (values from parse_row) to an experiment; returns the stored row.
 
-    One transaction: the experiment's row count (its UPDATE also proves the experiment
-    exists, is of this type, and holds its row lock against a concurrent delete until
-    commit), the INSERT … RETURNING of the stored values, and the audit entry.
+    One transaction: the INSERT … RETURNING of the stored values, the audit entry,
+    and last the experiment's row count. That UPDATE proves the experiment exists and
+    is of this type (no match: everything is rolled back); a delete holds the
+    experiment's row lock first, so it waits for it or it finds nothing. Last,
+    because its row lock is held until commit: concurrent inserts into one
+    experiment queue for it during the commit only, not during the whole request.
     """
     _check_values(xtype, values, new=True)
     table = reflect(xtype)
@@ -568,11 +571,6 @@ def insert_row(
     }
     try:
         conn = db.session.connection()
-        counted = conn.execute(
-            _COUNT_ONE_MORE, {"experiment_uuid": experiment_uuid, "type_id": xtype.id}
-        )
-        if counted.rowcount != 1:
-            raise NotFound(f"There is no experiment {experiment_uuid} of this type.")
         stored = conn.execute(_insert_returning(table), row)
         result = dict(stored.mappings().one())
         record_now(
@@ -584,6 +582,11 @@ def insert_row(
             table=xtype.table_name,
             after=_texts(xtype, result),
         )
+        counted = conn.execute(
+            _COUNT_ONE_MORE, {"experiment_uuid": experiment_uuid, "type_id": xtype.id}
+        )
+        if counted.rowcount != 1:
+            raise NotFound(f"There is no experiment {experiment_uuid} of this type.")
         db.session.commit()
     except Exception:
         db.session.rollback()

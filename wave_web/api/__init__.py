@@ -11,14 +11,17 @@ from __future__ import annotations
 import re
 
 from flask import Flask
+from flask import Request
 from flask import Response
 from flask import current_app
 from flask import request
+from flask.sessions import SecureCookieSessionInterface
 
 from wave_web.api import http
 from wave_web.api.http import API_VERSION
 from wave_web.api.http import bp
 from wave_web.extensions import csrf
+from wave_web.extensions import limiter
 
 EXPOSE = "X-WAVE-API-Version"
 ALLOWED_METHODS = "GET, POST, PUT, DELETE, OPTIONS"
@@ -105,6 +108,22 @@ def _headers(response: Response) -> Response:
     return response
 
 
+class _SessionInterface(SecureCookieSessionInterface):
+    """No cookie session for the API (it never reads one): a null session, which
+    costs nothing to open, where a signed cookie would be checked on every call."""
+
+    def open_session(self, app: Flask, request: Request):
+        if request.path.startswith("/api/v1/"):
+            return self.make_null_session(app)
+        return super().open_session(app, request)
+
+
+def _skip_rate_limits() -> bool:
+    """Flask-Limiter's request filter: the limits are the sign-in form's; an API
+    request has none to count (its key is 256 random bits, not a password)."""
+    return request.path.startswith("/api/v1/")
+
+
 def init_app(app: Flask) -> None:
     from wave_web.api import data  # noqa: F401  (each module declares its routes)
     from wave_web.api import experiment_types  # noqa: F401
@@ -117,6 +136,9 @@ def init_app(app: Flask) -> None:
 
     csrf.exempt(bp)
     csrf.exempt(service)
+    limiter.request_filter(_skip_rate_limits)
+    if type(app.session_interface) is SecureCookieSessionInterface:
+        app.session_interface = _SessionInterface()
     app.register_blueprint(bp)
     app.register_blueprint(service)
     # before every other hook: a preflight needs no session, no key, no database

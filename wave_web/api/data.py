@@ -108,6 +108,7 @@ def create_row(experiment_id: uuid.UUID | None, body: RowCreate) -> dict[str, An
     response=BatchResult,
     status=201,
     errors=(400, 404, 422),
+    bulk=True,
 )
 def create_rows(experiment_id: uuid.UUID | None, body: RowBatch) -> dict[str, Any]:
     limit = current_app.config["WAVE_API_BATCH_MAX_ROWS"]

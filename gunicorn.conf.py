@@ -1,0 +1,20 @@
+"""gunicorn's settings for wave_web: `gunicorn wsgi:app` in this folder reads them.
+
+Suited to a small server (2 cores): 4 processes of 2 threads. Threaded workers
+keep connections alive between a client's requests (experiment software posts a
+row per trial; a new TCP connection per request halved the API's throughput) and
+one slow request does not hold a whole process. Command-line options override
+these (`gunicorn -w 8 wsgi:app`); WEB_CONCURRENCY sets the number of processes.
+"""
+
+import os
+
+bind = "127.0.0.1:8000"
+workers = int(os.environ.get("WEB_CONCURRENCY", "4"))
+worker_class = "gthread"
+threads = 2
+keepalive = 5  # seconds an idle kept-alive connection stays open
+timeout = 60  # a worker silent this long is restarted (a 100,000-row batch takes ~3 s)
+graceful_timeout = 30  # on SIGTERM, requests in progress get this long to finish
+accesslog = "-"
+errorlog = "-"
