@@ -26,13 +26,13 @@ COLUMNS = (
     "notes",
     "extra",
 )
-INSERT = (
-    "INSERT INTO bench_trials (experiment_uuid, created_at, updated_at, "
-    + ", ".join(COLUMNS)
-    + ") VALUES (%s, now(), now(), "
-    + ", ".join(["%s"] * len(COLUMNS))
-    + ") RETURNING id"
-)
+INSERT = """
+    INSERT INTO bench_trials (experiment_uuid, created_at, updated_at, participant_id,
+        reaction_time, accuracy, difficulty_level, stimulus_type, correct,
+        response_at, notes, extra)
+    VALUES (%s, now(), now(), %s, %s, %s, %s, %s, %s, %s, %s, %s)
+    RETURNING id
+"""
 _local = threading.local()
 
 

@@ -390,4 +390,3 @@ def _rollback() -> None:
     from wave_web.extensions import db
 
     db.session.rollback()
-

@@ -111,4 +111,3 @@ def data_columns(xtype: ExperimentType) -> list[dict[str, Any]]:
     found = [column_info(*c) for c in STANDARD_DATA_COLUMNS]
     found += [column_info(c.name, SQL_TYPES[c.type], c.nullable) for c in xtype.columns]
     return found
-
