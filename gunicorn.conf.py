@@ -18,3 +18,9 @@ timeout = 60  # a worker silent this long is restarted (a 100,000-row batch take
 graceful_timeout = 30  # on SIGTERM, requests in progress get this long to finish
 accesslog = "-"
 errorlog = "-"
+
+
+def post_worker_init(worker):
+    """A line per worker that has loaded the app (migrations, first admin, secret
+    key done): start-up scripts and tests wait for one per worker."""
+    worker.log.info("Worker %s ready", worker.pid)

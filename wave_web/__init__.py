@@ -29,6 +29,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     app = Flask(
         __name__,
+        # WAVE_INSTANCE_PATH: the folder of wave.db, secret_key and uploads
+        instance_path=os.environ.get("WAVE_INSTANCE_PATH") or None,
         instance_relative_config=True,
         template_folder=os.path.join(ROOT, "templates"),
         static_folder=os.path.join(ROOT, "static"),
@@ -51,28 +53,33 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     _register_blueprints(app)
     api.init_app(app)
     if app.config["WAVE_AUTO_MIGRATE"]:
-        if database.migrate_database(app):
-            _first_admin_from_environment(app)
+        database.migrate_database(app, then=lambda: _first_admin_from_environment(app))
         app.before_request(lambda: _ensure_migrated(app))
     access.init_app(app)  # after the migration check: it reads the users
     return app
 
 
 def _first_admin_from_environment(app: Flask) -> None:
-    """The first admin of a headless deploy, from WAVE_ADMIN_EMAIL/_PASSWORD."""
+    """The first admin of a headless deploy, from WAVE_ADMIN_EMAIL/_PASSWORD.
+
+    Runs under the migration lock (database.migrate_database), so of several workers
+    starting at once one creates the account and the others find it.
+    """
     email, password = app.config["WAVE_ADMIN_EMAIL"], app.config["WAVE_ADMIN_PASSWORD"]
     if not (email and password):
         return
-    with app.app_context():
-        if not accounts.has_users():
-            try:
-                accounts.create_user(email, password, "admin")
-                db.session.commit()
-            except WaveError as exc:
-                db.session.rollback()
-                raise config.ConfigError(
-                    f"WAVE_ADMIN_EMAIL/WAVE_ADMIN_PASSWORD: {exc.message}"
-                ) from None
+    with database.writing():
+        if accounts.has_users():
+            db.session.rollback()
+            return
+        try:
+            accounts.create_user(email, password, "admin")
+            db.session.commit()
+        except WaveError as exc:
+            db.session.rollback()
+            raise config.ConfigError(
+                f"WAVE_ADMIN_EMAIL/WAVE_ADMIN_PASSWORD: {exc.message}"
+            ) from None
 
 
 def _finish_config(app: Flask) -> None:
@@ -105,7 +112,9 @@ def _register_blueprints(app: Flask) -> None:
 
 def _ensure_migrated(app: Flask):
     """Retry migrations after a start without database; 503 until they succeed."""
-    if not app.extensions.get("wave_migrated") and not database.migrate_database(app):
+    if not app.extensions.get("wave_migrated") and not database.migrate_database(
+        app, then=lambda: _first_admin_from_environment(app)
+    ):
         from flask import request
         from werkzeug.exceptions import ServiceUnavailable
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import tempfile
 from collections.abc import Mapping
 from typing import Any
 
@@ -160,8 +161,20 @@ def instance_secret(instance_path: str) -> str:
     if os.path.exists(path):
         with open(path, encoding="ascii") as fh:
             return fh.read().strip()
+    # Written whole under a private name, then linked into place: of workers
+    # starting at once one link wins, the others read its key, and nobody ever
+    # reads a half-written file.
     key = secrets.token_hex(32)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w", encoding="ascii") as fh:
-        fh.write(key)
+    fd, tmp = tempfile.mkstemp(prefix=".secret_key.", dir=instance_path)
+    try:
+        with os.fdopen(fd, "w", encoding="ascii") as fh:
+            fh.write(key)
+        os.chmod(tmp, 0o600)
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            with open(path, encoding="ascii") as fh:
+                return fh.read().strip()
+    finally:
+        os.unlink(tmp)
     return key

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from typing import Any
 from typing import TypeVar
 
+import filelock
 import sqlalchemy as sa
 import sqlalchemy.exc as sa_exc
 from flask import Flask
@@ -122,35 +123,60 @@ def _is_write_request() -> bool:
     return not (is_read_only is not None and is_read_only())
 
 
-def migrate_database(app: Flask) -> bool:
-    """Apply pending migrations; False if the database is down (503 until it works)."""
+def migrate_database(app: Flask, then: Callable[[], None] | None = None) -> bool:
+    """Apply pending migrations, then run `then` (the first admin), under one lock.
+
+    Any number of workers may start at once: the lock lets one migrate while the
+    others wait, and they find the work done. False if the database is down (503
+    until it works; the next request tries again).
+    """
     with app.app_context():
         try:
             with _migration_lock():
                 upgrade(directory=MIGRATIONS_DIR)
+                if then is not None:
+                    then()
         except sa_exc.OperationalError:
             log.warning(
                 "database unavailable; migrations will be retried on the next request"
             )
+            db.session.rollback()
             return False
     app.extensions["wave_migrated"] = True
     return True
 
 
 class _migration_lock:
-    """On PostgreSQL, an advisory lock so workers starting together migrate once."""
+    """Workers starting together take turns: a PostgreSQL advisory lock, or on SQLite
+    a lock file next to the database file (SQLite's own lock cannot span alembic's
+    transactions, and two upgrades at once fail with "database is locked")."""
 
     KEY = 0x57415645  # "WAVE"
+    WAIT_SECONDS = 300  # a long migration of a large database, at most
 
     def __enter__(self):
         self.conn = None
+        self.file = None
+        url = db.engine.url
         if db.engine.dialect.name == "postgresql":
             self.conn = db.engine.connect()
             self.conn.execute(sa.select(sa.func.pg_advisory_lock(self.KEY)))
+            self.conn.commit()
+        elif (
+            url.database
+            and url.database != ":memory:"
+            and "mode=memory" not in str(url)
+        ):
+            self.file = filelock.FileLock(
+                url.database + ".lock", timeout=self.WAIT_SECONDS
+            )
+            self.file.acquire()
         return self
 
     def __exit__(self, *exc):
         if self.conn is not None:
             self.conn.execute(sa.select(sa.func.pg_advisory_unlock(self.KEY)))
             self.conn.close()
+        if self.file is not None:
+            self.file.release()
         return False
