@@ -188,11 +188,17 @@ def audit_log():
         error = None
     except InvalidValue as exc:
         flt, found, error = audit.AuditFilter(), audit.AuditPage([], None), exc
+    emails, keys = audit.actors()
     page = render_template(
         "admin/audit.html",
         flt=flt,
         found=found,
-        actions=audit.actions(),
+        objects=audit.linked_objects(found.entries),
+        groups=audit.action_groups(),
+        object_types=audit.OBJECT_TYPES,
+        label=audit.action_label,
+        emails=emails,
+        keys=keys,
         error=error,
         args=request.args,
     )
