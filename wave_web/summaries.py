@@ -28,6 +28,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import math
+import os
 import threading
 import uuid
 from collections import OrderedDict
@@ -79,12 +80,18 @@ class Bin:
 
 @dataclass(frozen=True)
 class TopValue:
-    """A frequent value: `text` to show, `param` to filter the grid by it."""
+    """A frequent value: `text` as stored, `param` to filter the grid by it.
+
+    `label` is short and distinct from the other labels of the chart; `full` is the
+    whole value with its whitespace made visible (hover and screen readers).
+    """
 
     value: Any
     count: int
     text: str
     param: str
+    label: str = ""
+    full: str = ""
 
 
 @dataclass(frozen=True)
@@ -115,11 +122,29 @@ class ColumnSummary:
 
     @property
     def min_text(self) -> str:
-        return format_cell(self.column, self.minimum)
+        return self._stored_text(self.minimum)
 
     @property
     def max_text(self) -> str:
-        return format_cell(self.column, self.maximum)
+        return self._stored_text(self.maximum)
+
+    @property
+    def min_exact(self) -> str:
+        """The minimum as stored, when min_text shortened it (for a title)."""
+        return self._exact_text(self.minimum)
+
+    @property
+    def max_exact(self) -> str:
+        return self._exact_text(self.maximum)
+
+    def _stored_text(self, value: Any) -> str:
+        if self.column.type == "FLOAT" and value is not None:
+            return stored_number_text(value)
+        return format_cell(self.column, value)
+
+    def _exact_text(self, value: Any) -> str:
+        exact = format_cell(self.column, value)
+        return exact if exact != self._stored_text(value) else ""
 
     @property
     def mean_text(self) -> str:
@@ -127,7 +152,7 @@ class ColumnSummary:
             return ""
         if isinstance(self.mean, dt.datetime):
             return columns.format_datetime(_round_time(self.mean, self.sd or 0.0))
-        return number_text(self.mean)
+        return derived_number_text(self.mean)
 
     @property
     def axis_low(self) -> str:
@@ -142,7 +167,7 @@ class ColumnSummary:
         if value is None:
             return ""
         if self.column.type == "FLOAT":
-            return number_text(value)
+            return derived_number_text(value)
         if self.column.type != "DATETIME" or len(self.bins) < 2:
             return format_cell(self.column, value)
         width = (self.bins[0].high - self.bins[0].low).total_seconds()
@@ -156,22 +181,124 @@ class ColumnSummary:
             return ""
         if self.column.type == "DATETIME":
             return duration_text(self.sd)
-        return number_text(self.sd)
+        return derived_number_text(self.sd)
 
 
-def number_text(value: float, digits: int = 6) -> str:
-    """A float shortened to `digits` significant digits (2.5, 0.1235, 1.5e+06)."""
-    if float(value).is_integer() and abs(value) < 10**digits:
-        return str(int(value))
-    return f"{value:.{digits}g}"
+# ----------------------------------------------------------------------
+# Numbers and labels as a person reads them
+# ----------------------------------------------------------------------
+
+NOISE = 1e-14  # relative: float arithmetic in experiment software is off by less
+DERIVED_DIGITS = 4
+LABEL_WIDTH = 17  # characters of a value's label beside its bar
+FULL_WIDTH = 1000  # a value in a tooltip or for a screen reader, cut in the middle
+WHITESPACE_MARKERS = {"\t": "⇥", "\n": "↵", "\r": "␍"}
+SPACE_MARKER = "␠"
+
+
+def stored_number_text(value: float) -> str:
+    """A stored float in its shortest form (repr), rounding noise of arithmetic dropped.
+
+    505.89999999999856 (a difference of two timestamps in jsPsych) reads 505.9: the
+    shortest decimal within NOISE of the value. The exact value goes in a title.
+    """
+    exact = repr(float(value))
+    if not math.isfinite(value):
+        return exact
+    for digits in range(1, 18):
+        text = f"{value:.{digits}g}"
+        if abs(float(text) - value) <= abs(value) * NOISE:
+            return exact if float(text) == value else text
+    return exact
+
+
+def derived_number_text(value: float, digits: int = DERIVED_DIGITS) -> str:
+    """A computed figure (mean, SD, bin edge) to `digits` significant digits.
+
+    Whole digits are never dropped (12345.6 reads 12346, not 1.235e+04); exponents
+    only below 1e-4 and from 1e15.
+    """
+    if value == 0 or not math.isfinite(value):
+        return "0" if value == 0 else repr(float(value))
+    magnitude = math.floor(math.log10(abs(value)))
+    if not -5 < magnitude < 15:
+        return f"{value:.{digits}g}"
+    text = f"{value:.{max(digits - 1 - magnitude, 0)}f}"
+    if "." in text:
+        text = text.rstrip("0").rstrip(".")
+    return "0" if text == "-0" else text
 
 
 def duration_text(seconds: float) -> str:
-    """A length of time in the unit that reads best (0.25 s, 3.5 min, 2.1 days)."""
+    """A length of time in the unit that reads best (0.25 s, 3.5 min, 2.125 days)."""
     for unit, size in (("days", 86400), ("h", 3600), ("min", 60)):
         if seconds >= size:
-            return f"{number_text(seconds / size, 3)} {unit}"
-    return f"{number_text(seconds, 3)} s"
+            return f"{derived_number_text(seconds / size)} {unit}"
+    return f"{derived_number_text(seconds)} s"
+
+
+def visible_text(text: str) -> str:
+    """Whitespace a label would lose, made visible.
+
+    Spaces at either end (all of a blank value) become ␠, tabs ⇥, line breaks ↵ and
+    ␍ wherever they are; spaces between words stay spaces.
+    """
+    marked = "".join(WHITESPACE_MARKERS.get(ch, ch) for ch in text)
+    core = marked.strip()
+    if not core:
+        return SPACE_MARKER * len(marked)
+    lead = len(marked) - len(marked.lstrip())
+    trail = len(marked) - len(marked.rstrip())
+    return SPACE_MARKER * lead + core + SPACE_MARKER * trail
+
+
+def cut_middle(text: str, width: int) -> str:
+    """At most `width` characters: the start and the end, an ellipsis between."""
+    if len(text) <= width:
+        return text
+    head = width // 2
+    tail = width - 1 - head
+    return text[:head] + "…" + (text[-tail:] if tail else "")
+
+
+def distinct_labels(texts: Sequence[str], width: int = LABEL_WIDTH) -> list[str]:
+    """Labels of at most `width` characters, different for different texts.
+
+    Cut in the middle first; texts whose cuts are the same show where they differ
+    ("Wha…t key B was…") instead; numbered as a last resort.
+    """
+    labels = [cut_middle(t, width) for t in texts]
+    for _ in range(4):
+        clashes = _clashes(texts, labels)
+        if not clashes:
+            return labels
+        for group in clashes:
+            start = len(os.path.commonprefix([texts[i] for i in group]))
+            for i in group:
+                labels[i] = _around(texts[i], start, width)
+    for group in _clashes(texts, labels):
+        for n, i in enumerate(group, 1):
+            labels[i] = f"{cut_middle(texts[i], width - 3)} ·{n}"
+    return labels
+
+
+def _clashes(texts: Sequence[str], labels: Sequence[str]) -> list[list[int]]:
+    """Indexes of different texts that share a label, grouped by the label."""
+    groups: dict[str, list[int]] = {}
+    for i, label in enumerate(labels):
+        groups.setdefault(label, []).append(i)
+    return [g for g in groups.values() if len({texts[i] for i in g}) > 1]
+
+
+def _around(text: str, start: int, width: int) -> str:
+    """The first characters, then the text from a little before `start`."""
+    head = text[:3]
+    begin = max(start - 3, len(head))
+    room = width - len(head) - 2
+    middle = "…" if begin > len(head) else text[len(head) : begin]
+    window = text[begin : begin + room]
+    end = "…" if begin + room < len(text) else ""
+    return head + middle + window + end
 
 
 # ----------------------------------------------------------------------
@@ -646,7 +773,7 @@ def _ordered(
     if scale is None:  # no value, or every value the same
         fields.update(distinct=min(n, 1), mean=t["min"], sd=0.0 if n > 1 else None)
         if n:
-            label = format_cell(summary.column, t["min"])
+            label = replace(summary, minimum=t["min"]).min_text
             fields["bins"] = (Bin(t["min"], t["max"], n, label),)
         return replace(summary, **fields)
     name = summary.column.name
@@ -685,7 +812,7 @@ def _bins(scale: _Scale, counts: list[int]) -> list[Bin]:
             high = EPOCH + dt.timedelta(seconds=high)
             label = f"{_time_text(low, scale.width)} – {_time_text(high, scale.width)}"
         else:
-            label = f"{number_text(low, 4)} – {number_text(high, 4)}"
+            label = f"{derived_number_text(low)} – {derived_number_text(high)}"
         out.append(Bin(low, high, count, label))
     return out
 
@@ -714,7 +841,7 @@ def _round_time(value: dt.datetime, sd: float) -> dt.datetime:
 def _boolean(summary: ColumnSummary, true: int) -> ColumnSummary:
     counts = [(True, int(true)), (False, summary.count - int(true))]
     counts.sort(key=lambda vc: (-vc[1], vc[0]))  # as ORDER BY count DESC, value
-    top = tuple(_top(summary.column, v, n) for v, n in counts if n)
+    top = _labelled(_top(summary.column, v, n) for v, n in counts if n)
     return replace(summary, distinct=len(top), top=top)
 
 
@@ -731,7 +858,7 @@ def _top_values(
         summary,
         distinct=figures.distinct.get(name, 0),
         distinct_sampled=sampled,
-        top=tuple(_top(summary.column, v, c) for v, c in found),
+        top=_labelled(_top(summary.column, v, c) for v, c in found),
         top_sampled=sampled,
     )
 
@@ -739,3 +866,14 @@ def _top_values(
 def _top(col: GridColumn, value: Any, count: int) -> TopValue:
     text = format_cell(col, value)
     return TopValue(value, count, text, text)
+
+
+def _labelled(top: Iterator[TopValue]) -> tuple[TopValue, ...]:
+    """The values with their labels: whitespace visible, distinct, empty text named."""
+    values = list(top)
+    shown = [visible_text(v.text) if v.text else "(empty text)" for v in values]
+    labels = distinct_labels(shown)
+    return tuple(
+        replace(v, label=label, full=cut_middle(text, FULL_WIDTH))
+        for v, label, text in zip(values, labels, shown, strict=True)
+    )
