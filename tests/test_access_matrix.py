@@ -54,6 +54,7 @@ MATRIX = {
     "tags.edit": "researcher",
     "tags.delete": "researcher",
     "data.type_rows": "viewer",
+    "data.participants": "viewer",
     "data.participant": "viewer",
     "data.show_row": "viewer",
     "data.experiment_summary": "viewer",

@@ -111,7 +111,45 @@ def test_participant_page_shows_a_section_per_type_with_rows(client, many_types)
     page = parse(response.data)
     titles = [s.find("h2").text for s in page.find_all("section")]
     assert [t.split(" (")[0].strip() for t in titles] == ["Type 1", "Type 3", "Type 4"]
-    assert "Rows in 3 experiment types" in page.text
+    assert "Rows in 3 experiments of 3 experiment types." in page.text
+
+
+def test_participant_page_counts_rows_in_proper_plurals(client, many_types):
+    titles = [
+        s.find("h2").text
+        for s in parse(client.get("/participants/P1").data).find_all("section")
+    ]
+    assert [t.split(" (")[1] for t in titles] == ["1 row)", "3 rows)", "4 rows)"]
+    page = parse(client.get("/participants/P2").data)
+    assert "Rows in 1 experiment of 1 experiment type." in page.text
+
+
+def test_participant_page_says_there_are_more_rows_than_shown(client, db):
+    xtype = make_type("Long", "long_data", COLUMNS)
+    rows = [{"participant_id": "P1", "score": i} for i in range(501)]
+    make_rows(xtype, make_experiment(xtype), rows)
+    page = parse(client.get("/participants/P1").data)
+    assert page.find("h2").text == "Long (500+ rows)"
+    assert "Showing the first 500 rows" in page.text
+
+
+def test_participant_page_names_experiments_by_description_and_type(client, many_types):
+    xtype, experiment = many_types[5]
+    section = parse(client.get("/participants/P2").data).find("section")
+    assert [th.text for th in section.find_all("th")][1] == "experiment"
+    cell = section.find("td", class_="experiment-name")
+    assert cell.text == "Experiment 5 · Type 5"
+    assert cell.find("a").attrs["href"] == f"/experiments/{experiment.uuid}"
+
+
+def test_participant_page_escapes_the_experiment_description(client, db):
+    xtype = make_type("<i>Type</i>", "markup_data", COLUMNS)
+    experiment = make_experiment(xtype, "<script>x</script> pilot")
+    make_rows(xtype, experiment, [{"participant_id": "P1", "score": 1}])
+    response = client.get("/participants/P1")
+    assert b"<script>x" not in response.data and b"<i>Type" not in response.data
+    cell = parse(response.data).find("td", class_="experiment-name")
+    assert cell.text == "<script>x</script> pilot · <i>Type</i>"
 
 
 @pytest.mark.parametrize("participant", ["'; DROP TABLE type_1_data; --", "P1%", "_"])

@@ -64,6 +64,40 @@ def get_experiment(experiment_uuid: uuid.UUID | str) -> Experiment:
     return experiment
 
 
+SHORT_ID_DIGITS = 8  # lists show the first 8 hex digits of an experiment's uuid
+
+
+def short_id_prefix(text: str) -> str | None:
+    """The hex digits of a short experiment id (8 to 31 of them), else None.
+
+    Any case, dashes anywhere; a full uuid (32 digits) is not a prefix.
+    """
+    digits = text.replace("-", "").lower()
+    if not SHORT_ID_DIGITS <= len(digits) < 32:
+        return None
+    if digits.strip("0123456789abcdef"):
+        return None
+    return digits
+
+
+def experiments_with_prefix(prefix: str, limit: int = 20) -> list[Experiment]:
+    """The experiments whose uuid starts with the hex digits `prefix`, by uuid.
+
+    A range on the primary key (SQLite keeps uuids as 32 hex digits, PostgreSQL as
+    16 bytes: both orders agree with the hex digits').
+    """
+    low = uuid.UUID(prefix.ljust(32, "0"))
+    high = uuid.UUID(prefix.ljust(32, "f"))
+    stmt = (
+        sa.select(Experiment)
+        .where(Experiment.uuid.between(low, high))
+        .order_by(Experiment.uuid)
+        .limit(limit)
+        .options(selectinload(Experiment.experiment_type))
+    )
+    return list(db.session.scalars(stmt))
+
+
 @dataclass(frozen=True)
 class TypeRef:
     """What row operations need of a type, read without the ORM (hot paths).

@@ -61,6 +61,11 @@ def number(value: Any) -> str:
     return f"{value:,}" if isinstance(value, int) else str(value)
 
 
+def plural(count: int, noun: str, nouns: str | None = None) -> str:
+    """'1 row', '2 rows', '1,234 entries' (`nouns` for an irregular plural)."""
+    return f"{count:,} {noun if count == 1 else nouns or noun + 's'}"
+
+
 def short_id(value: Any) -> str:
     """First 8 characters of a uuid; the full value goes in a title attribute."""
     return str(value)[:8]
@@ -81,6 +86,7 @@ def init_app(app: Flask) -> None:
         iso_time=iso_time,
         relative_time=relative_time,
         number=number,
+        plural=plural,
         short_id=short_id,
         pretty_json=pretty_json,
     )

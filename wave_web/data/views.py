@@ -6,6 +6,7 @@ from flask import render_template
 from flask import request
 from flask import url_for
 
+from wave_web import participants as people
 from wave_web import queries
 from wave_web import schema
 from wave_web.access import requires
@@ -26,6 +27,14 @@ def type_rows(type_id: int):
     total = sum(schema.type_stats([xtype])[xtype.id][1:])
     grid = queries.build_grid(xtype, request.args, total)
     return render_grid("data/type_rows.html", grid, base_url, xtype=xtype)
+
+
+@bp.get("/participants/")
+@requires("viewer")
+def participants():
+    query = people.ParticipantQuery.from_args(request.args)
+    page = people.page_participants(query)
+    return render_template("data/participants.html", page=page, query=query)
 
 
 @bp.get("/participants/<path:participant_id>")
