@@ -211,11 +211,14 @@ RESERVED_WORDS = frozenset(_PG_RESERVED) | frozenset(_SQLITE_KEYWORDS) | _SYSTEM
 
 
 # Product names written in camel case stay one word (`PsychoPy` → `psychopy`, not
-# `psycho_py`); they still split from what follows (`psychopyVersion`).
+# `psycho_py`); they still split from what follows (`psychopyVersion`). A list, not a
+# rule of shapes: `OpenSesame` and `StartDate`, `jsPsych` and `expName` look alike.
 _BRAND_WORDS = re.compile(
     r"(?:(?<![A-Za-z])|(?<=[a-z])(?=[A-Z]))"
-    r"(?i:psychopy|psychojs|jspsych|opensesame|e-?prime|superlab|limesurvey"
-    r"|eyelink|labvanced|javascript|github|youtube|matlab)"
+    r"(?i:psychopy|psychojs|psychtoolbox|psytoolkit|psynet|jspsych|labjs|surveyjs"
+    r"|opensesame|osweb|e-?prime|superlab|limesurvey|surveymonkey|redcap|mturk"
+    r"|eyelink|labvanced|javascript|github|youtube|matlab|powerpoint"
+    r"|iphone|ipad|ios|macos)"
     r"(?![a-z])"
 )
 

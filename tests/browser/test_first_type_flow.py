@@ -37,9 +37,7 @@ def test_build_type_with_three_columns_then_tagged_experiment_is_listed(page, li
     page.get_by_role("link", name="New experiment").first.click()
 
     page.get_by_label("Description").fill("Pilot with lab B")
-    page.get_by_label("Tags (comma-separated; new ones are created)").fill(
-        "pilot, lab-b"
-    )
+    page.get_by_label("Tags", exact=True).fill("pilot, lab-b")
     page.get_by_role("button", name="Create experiment").click()
     page.get_by_text("Created the experiment.").wait_for()
 
