@@ -63,15 +63,15 @@ def test_durations_have_four_significant_digits():
 @pytest.mark.parametrize(
     ("text", "shown"),
     [
-        (" ", "␠"),
-        ("   ", "␠␠␠"),
-        (" left", "␠left"),
-        ("right  ", "right␠␠"),
+        (" ", "␣"),
+        ("   ", "␣␣␣"),
+        (" left", "␣left"),
+        ("right  ", "right␣␣"),
         ("two words", "two words"),
         ("a\tb", "a⇥b"),
-        ("line\nbreak\r\n", "line↵break␍↵"),
+        ("line\nbreak\r\nend\r", "line↵break↵end↵"),
         ("\t", "⇥"),
-        ("\u00a0x", "␠x"),
+        ("\u00a0x", "␣x"),
     ],
 )
 def test_whitespace_is_made_visible(text, shown):
@@ -139,13 +139,13 @@ def test_summary_page_labels_are_distinct_with_the_full_value_on_hover(page):
     chart = page.find("article", **{"aria-labelledby": "summary-answer"})
     labels = [t.text for t in chart.find_all("text", class_="value-label")]
     assert len(labels) == 6 and len(set(labels)) == 6
-    assert "␠" in labels
+    assert "␣" in labels
     tips = [t.text for t in chart.find_all("title")]
     assert any(
         t.startswith("I was sure about the answer on trial 3: 1 row") for t in tips
     )
     names = [a.attrs["aria-label"] for a in chart.find_all("a")]
-    assert "␠: 1 row: show only these rows" in names
+    assert "␣: 1 row: show only these rows" in names
 
 
 def test_summary_page_numbers_have_the_column_precision(page):

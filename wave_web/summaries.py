@@ -192,8 +192,10 @@ NOISE = 1e-14  # relative: float arithmetic in experiment software is off by les
 DERIVED_DIGITS = 4
 LABEL_WIDTH = 17  # characters of a value's label beside its bar
 FULL_WIDTH = 1000  # a value in a tooltip or for a screen reader, cut in the middle
-WHITESPACE_MARKERS = {"\t": "⇥", "\n": "↵", "\r": "␍"}
-SPACE_MARKER = "␠"
+# ␣ (open box) rather than ␠ (symbol for space), and ↵ for every line break: the
+# default fonts of Linux (DejaVu, Liberation) draw no Control Pictures but these.
+WHITESPACE_MARKERS = {"\t": "⇥", "\n": "↵", "\r": "↵"}
+SPACE_MARKER = "␣"
 
 
 def stored_number_text(value: float) -> str:
@@ -240,10 +242,11 @@ def duration_text(seconds: float) -> str:
 def visible_text(text: str) -> str:
     """Whitespace a label would lose, made visible.
 
-    Spaces at either end (all of a blank value) become ␠, tabs ⇥, line breaks ↵ and
-    ␍ wherever they are; spaces between words stay spaces.
+    Spaces at either end (all of a blank value) become ␣, tabs ⇥ and line breaks ↵
+    wherever they are; spaces between words stay spaces.
     """
-    marked = "".join(WHITESPACE_MARKERS.get(ch, ch) for ch in text)
+    marked = text.replace("\r\n", "↵")
+    marked = "".join(WHITESPACE_MARKERS.get(ch, ch) for ch in marked)
     core = marked.strip()
     if not core:
         return SPACE_MARKER * len(marked)
