@@ -18,6 +18,8 @@ timeout = 60  # a worker silent this long is restarted (a 100,000-row batch take
 graceful_timeout = 30  # on SIGTERM, requests in progress get this long to finish
 accesslog = "-"
 errorlog = "-"
+# the app's request id (X-Request-ID) and the time taken on every access line
+access_log_format = '%(h)s "%(r)s" %(s)s %(b)s %(M)sms rid=%({x-request-id}o)s'
 
 
 def post_worker_init(worker):

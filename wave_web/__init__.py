@@ -16,6 +16,7 @@ from wave_web import config
 from wave_web import database
 from wave_web import errors
 from wave_web import htmx
+from wave_web import requestlog
 from wave_web import templating
 from wave_web.errors import WaveError
 from wave_web.extensions import csrf
@@ -56,6 +57,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         database.migrate_database(app, then=lambda: _first_admin_from_environment(app))
         app.before_request(lambda: _ensure_migrated(app))
     access.init_app(app)  # after the migration check: it reads the users
+    requestlog.init_app(app)  # last: its hook runs before every other
     return app
 
 

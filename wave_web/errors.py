@@ -13,6 +13,8 @@ from flask import request
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
 
+from wave_web import requestlog
+
 log = logging.getLogger(__name__)
 
 
@@ -112,7 +114,10 @@ def render_error(code: int, detail: str | None = None):
         if request.headers.get("HX-Request")
         else "errors/error.html"
     )
-    response = render_template(template, code=code, title=title, message=message)
+    reference = requestlog.current() if code >= 500 else None
+    response = render_template(
+        template, code=code, title=title, message=message, reference=reference
+    )
     headers = {"Retry-After": "5"} if code == 503 else {}
     return response, code, headers
 
