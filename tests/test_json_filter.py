@@ -191,7 +191,7 @@ def test_json_path_filter_applies_to_json_columns_only(json_data):
         assert "does not apply" in caught.value.message
     with pytest.raises(BadQuery) as caught:
         RowQuery.from_args(grid_columns(json_data.xtype), {"extra": "3"})
-    assert "json" in caught.value.message  # offered instead of =
+    assert "JSON path = (path:value)" in caught.value.message  # offered instead
 
 
 # ----------------------------------------------------------------------
@@ -226,7 +226,8 @@ def test_add_filter_form_makes_a_json_path_address(client, json_data):
     assert response.headers["Location"].endswith("?extra__json=block%3A3")
     page = client.get(response.headers["Location"])
     assert page.status_code == 200 and rows_shown(page) == {"r1", "r2"}
-    operators = parse(page.data).find(id="f-op")
+    json_fields = parse(page.data).find("template", **{"data-filter-type": "JSON"})
+    operators = json_fields.find(id="f-op")
     assert "json" in [o.attrs["value"] for o in operators.find_all("option")]
 
 

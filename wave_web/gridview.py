@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from urllib.parse import urlencode
 
 from flask import redirect
@@ -12,20 +13,64 @@ from wave_web import queries
 from wave_web.htmx import is_htmx
 
 
+@dataclass(frozen=True)
+class FilterInput:
+    """The value field of the filter form for one column type."""
+
+    kind: str  # an <input> type, or "boolean" for a true/false <select>
+    step: str = ""
+    placeholder: str = "value"
+    note: str = ""  # said after the field's label
+
+
+FILTER_INPUTS: dict[str, FilterInput] = {
+    "INTEGER": FilterInput("number", step="1"),
+    "FLOAT": FilterInput("number", step="any"),
+    "DATETIME": FilterInput("datetime-local", step="1", note="UTC"),
+    "BOOLEAN": FilterInput("boolean"),
+    "JSON": FilterInput("text", placeholder="path:value, e.g. block:3"),
+    "UUID": FilterInput("text", placeholder="experiment id"),
+}
+TEXT_INPUT = FilterInput("text")
+
+
+@dataclass(frozen=True)
+class FilterForm:
+    """What the "add a filter" form shows: a column, a condition and a value."""
+
+    column: queries.GridColumn
+    op: str
+    value: str
+    menus: dict[str, list[queries.Operator]]  # per column type of the grid
+    inputs: dict[str, FilterInput]
+
+
+def filter_form(grid: queries.Grid) -> FilterForm:
+    """The form empty on the first column, or holding the filter the grid refused."""
+    cols = grid.query.columns
+    types = dict.fromkeys(c.type for c in cols)
+    rejected = grid.rejected
+    column = next((c for c in cols if rejected and c.name == rejected.column), cols[0])
+    return FilterForm(
+        column=column,
+        op=rejected.op if rejected and rejected.column else "",
+        value=rejected.text if rejected else "",
+        menus={t: queries.operators_for(queries.GridColumn("", t)) for t in types},
+        inputs={t: FILTER_INPUTS.get(t, TEXT_INPUT) for t in types},
+    )
+
+
 def render_grid(template: str, grid: queries.Grid, base_url: str, **context):
     """The grid page, or just the grid for htmx; 400 when the URL was bad."""
     status = 400 if grid.error else 200
     if is_htmx():
         template = "data/_grid.html"
-    add = {"col": request.args.get("_fcol", ""), "op": request.args.get("_fop", "")}
-    add["value"] = request.args.get("_fval", "") if grid.error else ""
     return render_template(
         template,
         grid=grid,
         base_url=base_url,
-        operators=queries.OPERATORS.values(),
         page_sizes=queries.PAGE_SIZES,
-        add_filter=add,
+        filter_form=filter_form(grid),
         **context,
     ), status
 

@@ -113,41 +113,69 @@ def format_cell(col: GridColumn, value: Any) -> str:
 
 @dataclass(frozen=True)
 class Operator:
+    """A filter condition: its key in the address and its words in the dropdown."""
+
     key: str
     label: str
-    types: frozenset[str]
     needs_value: bool = True
 
-
-_ORDERED = frozenset({"INTEGER", "FLOAT", "DATETIME"})
-_TEXT = frozenset({"STRING", "TEXT"})
-_EQUATABLE = _ORDERED | _TEXT | {"BOOLEAN", "UUID"}
-_ALL = _EQUATABLE | {"JSON"}
 
 OPERATORS: dict[str, Operator] = {
     op.key: op
     for op in (
-        Operator("exact", "=", _EQUATABLE),
-        Operator("not", "≠", _EQUATABLE),
-        Operator("lt", "<", _ORDERED),
-        Operator("lte", "≤", _ORDERED),
-        Operator("gt", ">", _ORDERED),
-        Operator("gte", "≥", _ORDERED),
-        Operator("contains", "contains", _TEXT),
-        Operator("startswith", "starts with", _TEXT),
-        Operator("iexact", "equals (any case)", _TEXT),
-        Operator("icontains", "contains (any case)", _TEXT),
-        Operator("istartswith", "starts with (any case)", _TEXT),
-        Operator("json", "JSON path = (path:value)", frozenset({"JSON"})),
-        Operator("isnull", "is empty", _ALL, needs_value=False),
-        Operator("notnull", "is not empty", _ALL, needs_value=False),
+        Operator("exact", "="),
+        Operator("not", "≠"),
+        Operator("lt", "<"),
+        Operator("lte", "≤"),
+        Operator("gt", ">"),
+        Operator("gte", "≥"),
+        Operator("contains", "contains"),
+        Operator("startswith", "starts with"),
+        Operator("iexact", "equals (any case)"),
+        Operator("icontains", "contains (any case)"),
+        Operator("istartswith", "starts with (any case)"),
+        Operator("json", "JSON path = (path:value)"),
+        Operator("isnull", "is empty", needs_value=False),
+        Operator("notnull", "is not empty", needs_value=False),
     )
 }
+
+_COMPARED = ("exact", "not", "lt", "lte", "gt", "gte")
+_MATCHED = ("exact", "not", "contains", "startswith")
+_ANY_CASE = ("iexact", "icontains", "istartswith")
+_EMPTY = ("isnull", "notnull")
+
+# The conditions each column type offers, in dropdown order: the filter form shows
+# these and parse_filter refuses any other.
+TYPE_OPERATORS: dict[str, tuple[str, ...]] = {
+    "INTEGER": (*_COMPARED, *_EMPTY),
+    "FLOAT": (*_COMPARED, *_EMPTY),
+    "DATETIME": (*_COMPARED, *_EMPTY),
+    "STRING": (*_MATCHED, *_ANY_CASE, *_EMPTY),
+    "TEXT": (*_MATCHED, *_ANY_CASE, *_EMPTY),
+    "BOOLEAN": ("exact", "not", *_EMPTY),
+    "JSON": ("json", *_EMPTY),
+    "UUID": ("exact", "not", *_EMPTY),
+}
+_TEXT = frozenset({"STRING", "TEXT"})
 
 
 def operators_for(col: GridColumn) -> list[Operator]:
     """The operators a column offers, in menu order."""
-    return [op for op in OPERATORS.values() if col.type in op.types]
+    return [OPERATORS[key] for key in TYPE_OPERATORS[col.type]]
+
+
+# What a column holds, in the words of a message: "rt holds decimal numbers".
+TYPE_WORDS: dict[str, str] = {
+    "INTEGER": "whole numbers",
+    "FLOAT": "decimal numbers",
+    "STRING": "short text",
+    "TEXT": "long text",
+    "BOOLEAN": "true or false",
+    "DATETIME": "dates and times",
+    "JSON": "JSON values",
+    "UUID": "experiment ids",
+}
 
 
 @dataclass(frozen=True)
@@ -174,15 +202,13 @@ class Filter:
 
 
 def parse_filter(col: GridColumn, op: str, text: str) -> Filter:
-    """A Filter from query-string parts, or BadQuery naming column, value and rule."""
+    """A Filter from query-string parts, or BadQuery naming column, value and rule.
+
+    Messages use the dropdown's words ("contains", "≤"), never the address's keys.
+    """
     operator = OPERATORS.get(op)
-    if operator is None or col.type not in operator.types:
-        offered = ", ".join(o.key for o in operators_for(col))
-        raise BadQuery(
-            f"The filter “{columns.shorten(op)}” does not apply to {col.name} "
-            f"({col.type}); use one of: {offered}.",
-            field=f"{col.name}__{op}",
-        )
+    if operator is None or op not in TYPE_OPERATORS[col.type]:
+        raise BadQuery(unsupported_message(col, op), field=f"{col.name}__{op}")
     if not operator.needs_value:
         return Filter(col, op)
     if op == "json":
@@ -193,6 +219,12 @@ def parse_filter(col: GridColumn, op: str, text: str) -> Filter:
                 "A filter value cannot contain NUL.", field=f"{col.name}__{op}"
             )
         return Filter(col, op, text, text)
+    if not text.strip():
+        raise BadQuery(
+            f"Filter {col.name} {operator.label}: enter a value to compare with, "
+            "or choose “is empty”.",
+            field=f"{col.name}__{op}",
+        )
     try:
         value = parse_cell(col, text)
     except ValueError as exc:
@@ -201,6 +233,21 @@ def parse_filter(col: GridColumn, op: str, text: str) -> Filter:
             field=f"{col.name}__{op}",
         ) from None
     return Filter(col, op, text.strip(), value)
+
+
+def unsupported_message(col: GridColumn, op: str) -> str:
+    """Why `op` cannot filter `col`, and the conditions that can."""
+    operator = OPERATORS.get(op)
+    offered = ", ".join(o.label for o in operators_for(col))
+    what = (
+        f"The condition “{operator.label}” does not apply to"
+        if operator is not None
+        else f"“{columns.shorten(op)}” is not a condition for"
+    )
+    return (
+        f"{what} {col.name}, which holds {TYPE_WORDS[col.type]}; "
+        f"choose one of: {offered}."
+    )
 
 
 # ----------------------------------------------------------------------
@@ -509,6 +556,24 @@ class RowQuery:
             out.append(("_start", str(q.start)))
         return out
 
+    @property
+    def is_view(self) -> bool:
+        """Filtered, sorted or with hidden columns: not simply every row."""
+        return bool(self.filters or self.sort != "id" or self.desc or self.hidden)
+
+    def describe(self) -> str:
+        """The view in words: "filtered by rt > 0.5, sorted by rt (descending)"."""
+        parts = []
+        if self.filters:
+            parts.append("filtered by " + " and ".join(f.label for f in self.filters))
+        if self.sort != "id" or self.desc:
+            order = "descending" if self.desc else "ascending"
+            parts.append(f"sorted by {self.sort} ({order})")
+        if self.hidden:
+            n = len(self.hidden)
+            parts.append(f"{n} column{'s' if n != 1 else ''} hidden")
+        return ", ".join(parts)
+
     def view_params(self, **changes: Any) -> list[tuple[str, str]]:
         """params() back at the first page (for sort, size and filter links)."""
         reset: dict[str, Any] = {
@@ -732,6 +797,7 @@ class Grid:
     matching: int  # rows matching the filters, exact up to COUNT_CAP
     capped: bool  # more than COUNT_CAP rows match
     error: BadQuery | None = None
+    rejected: RejectedFilter | None = None  # the filter that `error` is about
 
     @property
     def first_row(self) -> int:
@@ -758,7 +824,10 @@ def build_grid(
     try:
         query = RowQuery.from_args(cols, args)
     except BadQuery as exc:
-        return Grid(RowQuery(tuple(cols)), None, total, 0, False, exc)
+        rejected = rejected_filter(cols, args, exc)
+        if rejected is None:
+            return Grid(RowQuery(tuple(cols)), None, total, 0, False, exc)
+        return Grid(rejected.rest, None, total, 0, False, exc, rejected)
     matching, capped = total, False
     if query.filters:  # counted first: the count tells how to read the page
         matching, capped = count_matching(xtype, query, experiment_uuid)
@@ -767,6 +836,51 @@ def build_grid(
     in_order = reads_in_order(total, matching, query.size)
     page = page_rows(xtype, query, experiment_uuid, in_order)
     return Grid(query, page, total, matching, capped)
+
+
+@dataclass(frozen=True)
+class RejectedFilter:
+    """A filter of the address that was refused, as the filter form shows it again.
+
+    `rest` is the view without it, so that fixing or removing it keeps the others.
+    """
+
+    column: str  # the column's name when the grid has it, else ""
+    op: str  # an operator the column offers ("" when there is no such column)
+    text: str
+    rest: RowQuery
+
+
+def rejected_filter(
+    cols: Sequence[GridColumn], args: Mapping | MultiDict, error: BadQuery
+) -> RejectedFilter | None:
+    """The filter `error` refused and the view without it; None for other errors."""
+    if not error.field or error.field.startswith("_"):
+        return None
+    field = _filter_key(error.field)
+    name, _, op = field.partition("__")
+    items = args.items(multi=True) if isinstance(args, MultiDict) else args.items()
+    items = list(items)
+    paging = ("_after", "_before", "_last", "_start")
+    rest = [(k, v) for k, v in items if _filter_key(k) != field and k not in paging]
+    try:
+        query = RowQuery.from_args(cols, MultiDict(rest))
+    except BadQuery:  # a second problem: start from a clean view
+        return None
+    texts = [v for k, v in items if _filter_key(k) == field]
+    col = next((c for c in cols if c.name == name), None)
+    offered = TYPE_OPERATORS[col.type] if col is not None else ()
+    return RejectedFilter(
+        column=col.name if col is not None else "",
+        op=op if op in offered else (offered[0] if offered else ""),
+        text=texts[0] if texts else "",
+        rest=query,
+    )
+
+
+def _filter_key(key: str) -> str:
+    """`column__op` of a query-string key (no operator means exact)."""
+    return key if "__" in key or key.startswith("_") else f"{key}__exact"
 
 
 # Rows a page may read in sort order, on average, to find its matches.

@@ -307,17 +307,22 @@ def count_rows(plan: ExportPlan, cap: int = queries.COUNT_CAP) -> tuple[int, boo
     Without filters the experiments' kept row counts answer at once.
     """
     if not plan.query.filters:
-        stmt = sa.select(sa.func.coalesce(sa.func.sum(Experiment.row_count), 0))
-        if plan.experiment:
-            stmt = stmt.where(Experiment.uuid == plan.experiment.uuid)
-        else:
-            stmt = stmt.where(Experiment.experiment_type_id == plan.type_id)
-        return int(db.session.execute(stmt).scalar_one()), False
+        return total_rows(plan), False
     inner = sa.select(plan.table.c.id).where(*_where(plan)).limit(cap + 1)
     found = db.session.execute(
         sa.select(sa.func.count()).select_from(inner.subquery())
     ).scalar_one()
     return min(found, cap), found > cap
+
+
+def total_rows(plan: ExportPlan) -> int:
+    """Rows of the plan's experiment (or type) without filters, from the kept counts."""
+    stmt = sa.select(sa.func.coalesce(sa.func.sum(Experiment.row_count), 0))
+    if plan.experiment:
+        stmt = stmt.where(Experiment.uuid == plan.experiment.uuid)
+    else:
+        stmt = stmt.where(Experiment.experiment_type_id == plan.type_id)
+    return int(db.session.execute(stmt).scalar_one())
 
 
 def record_export(plan: ExportPlan, kind: str = "csv") -> None:

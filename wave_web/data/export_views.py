@@ -114,6 +114,7 @@ def _options_page(plan: exporting.ExportPlan):
         urls=_urls(plan),
         count=count,
         capped=capped,
+        total=exporting.total_rows(plan),
         view_params=plan.view_params(),
         formula_prefixes=exporting.FORMULA_PREFIXES,
         excel_fits=excel.fits_in_excel(count, capped),

@@ -1,0 +1,52 @@
+// The grid's filter form: the condition and value fields follow the chosen column,
+// and a refused view (400) is swapped in so its reason stays next to the filter.
+// Without this file the server refuses a condition the column does not offer.
+(function () {
+  "use strict";
+
+  function syncValue(form) {
+    var op = form.querySelector("[data-filter-op]");
+    var value = form.querySelector("[data-filter-value]");
+    if (!op || !value) return;
+    var option = op.options[op.selectedIndex];
+    value.disabled = Boolean(option && option.hasAttribute("data-no-value"));
+  }
+
+  function switchColumn(select) {
+    var form = select.closest("form");
+    var fields = form && form.querySelector("[data-filter-fields]");
+    var option = select.options[select.selectedIndex];
+    var type = option && option.getAttribute("data-type");
+    var template = null;
+    document.querySelectorAll("template[data-filter-type]").forEach(function (t) {
+      if (t.getAttribute("data-filter-type") === type) template = t;
+    });
+    if (!fields || !template) return;
+    var before = form.querySelector("[data-filter-op]");
+    var chosen = before ? before.value : "";
+    fields.replaceChildren(template.content.cloneNode(true));
+    var op = fields.querySelector("[data-filter-op]");
+    if (op && Array.prototype.some.call(op.options, function (o) { return o.value === chosen; })) {
+      op.value = chosen;
+    }
+    syncValue(form);
+  }
+
+  document.addEventListener("change", function (event) {
+    var target = event.target;
+    if (!target.matches) return;
+    if (target.matches("[data-filter-column]")) switchColumn(target);
+    else if (target.matches("[data-filter-op]")) syncValue(target.closest("form"));
+  });
+
+  // A refused grid address answers 400 with the grid and its message: show it in
+  // place (htmx swaps no 4xx by default), as a full page load would.
+  document.addEventListener("htmx:beforeSwap", function (event) {
+    var config = event.detail.requestConfig;
+    var elt = config && config.elt;
+    if (event.detail.xhr.status === 400 && elt && elt.closest && elt.closest("[data-swap-400]")) {
+      event.detail.shouldSwap = true;
+      event.detail.isError = false;
+    }
+  });
+})();
