@@ -114,7 +114,8 @@ def test_grid_download_link_exports_the_view_directly(page, stroop):
     page.locator("details.export-menu summary").click()
     page.screenshot(path="/tmp/wave_export_menu.png")
     with page.expect_download() as info:
-        page.get_by_role("link", name="Download this view (CSV)").click()
+        name = "Download CSV: 3 rows, filtered by rt < 0.6"
+        page.get_by_role("link", name=name).click()
     rows = list(csv.DictReader(io.StringIO(downloaded(info.value).decode("utf-8"))))
     assert [r["participant_id"] for r in rows] == ["P0", "P2", "P5"]
     expect(page.locator("#grid")).to_be_visible()  # the page stayed where it was

@@ -79,7 +79,8 @@ def test_upload_preview_map_confirm_and_see_the_rows(page, server, tmp_path):
     expect(grid).to_contain_text("007")
 
     # … and the same rows come back in a download.
-    page.get_by_role("link", name="Export CSV").first.click()
+    page.locator(".export-menu > summary").click()
+    page.get_by_role("link", name="Export options…").click()
     with page.expect_download() as info:
         page.get_by_role("button", name=re.compile(r"^Download( CSV)?$")).click()
     with open(info.value.path(), encoding="utf-8-sig", newline="") as f:
