@@ -9,26 +9,19 @@ is on an empty database and an empty instance folder, with 4 workers, repeated.
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
-import sys
 import time
-from pathlib import Path
 
-import pytest
 import requests
 import sqlalchemy as sa
+from tests.servers import ADMIN
+from tests.servers import WORKERS
+from tests.servers import start_gunicorn
+from tests.servers import stop
+from tests.servers import wait_for_every_worker
 from wave_web.config import normalise_database_url
 
-ROOT = Path(__file__).resolve().parents[1]
-WORKERS = 4
 STARTS = 3
-BOOT_SECONDS = 90  # 4 workers importing at once on a busy 2-core machine
-LISTENING = re.compile(r"Listening at: (http://127\.0\.0\.1:\d+)")
-READY = re.compile(r"Worker \d+ ready")
-FAILED = ("Worker failed to boot", "Traceback", "Shutting down: Master")
-ADMIN = "first.admin@example.org"
 
 
 def _empty(url: str) -> None:
@@ -39,73 +32,17 @@ def _empty(url: str) -> None:
         meta.reflect(engine)
         with engine.begin() as conn:
             for table in reversed(meta.sorted_tables):
-                conn.execute(
-                    sa.text(f'DROP TABLE "{table.name}" CASCADE')
-                    if engine.dialect.name == "postgresql"
-                    else sa.schema.DropTable(table)
-                )
+                conn.execute(sa.schema.DropTable(table))
     finally:
         engine.dispose()
-
-
-def _start(url: str, instance: Path, log_path: Path) -> subprocess.Popen:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("WAVE_")}
-    env.pop("SECRET_KEY", None)  # made by the workers, in the instance folder
-    env.update(
-        DATABASE_URL=url,
-        WAVE_INSTANCE_PATH=str(instance),
-        WAVE_ADMIN_EMAIL=ADMIN,
-        WAVE_ADMIN_PASSWORD="a long first password",
-        PYTHONPATH=str(ROOT),
-    )
-    command = [
-        sys.executable,
-        "-m",
-        "gunicorn",
-        "-w",
-        str(WORKERS),
-        "-b",
-        "127.0.0.1:0",
-        "--graceful-timeout",
-        "5",
-        "wsgi:app",
-    ]
-    with open(log_path, "w") as log:
-        return subprocess.Popen(
-            command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
-        )
-
-
-def _wait_for_every_worker(process: subprocess.Popen, log_path: Path) -> str:
-    deadline = time.monotonic() + BOOT_SECONDS
-    while time.monotonic() < deadline:
-        text = log_path.read_text()
-        failed = [m for m in FAILED if m in text]
-        if failed or process.poll() is not None:
-            pytest.fail(f"gunicorn: {failed or 'exited'}\n{text[-4000:]}")
-        found = LISTENING.search(text)
-        if found and len(READY.findall(text)) >= WORKERS:
-            return found.group(1)
-        time.sleep(0.2)
-    pytest.fail("not every worker booted in time:\n" + log_path.read_text()[-4000:])
-
-
-def _stop(process: subprocess.Popen) -> None:
-    process.terminate()
-    try:
-        process.wait(30)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait(10)
 
 
 def _accounts(url: str) -> list[tuple[str, str]]:
     engine = sa.create_engine(normalise_database_url(url))
     try:
         with engine.connect() as conn:
-            return [
-                tuple(r) for r in conn.execute(sa.text("SELECT email, role FROM users"))
-            ]
+            rows = conn.execute(sa.text("SELECT email, role FROM users"))
+            return [tuple(r) for r in rows]
     finally:
         engine.dispose()
 
@@ -118,17 +55,18 @@ def test_four_workers_starting_together_on_an_empty_database_all_boot(
             _empty(database_url)
         instance = tmp_path / f"instance-{start}"
         log_path = tmp_path / f"gunicorn-{start}.log"
-        process = _start(database_url, instance, log_path)
+        process = start_gunicorn(database_url, instance, log_path)
         try:
-            base = _wait_for_every_worker(process, log_path)
+            base = wait_for_every_worker(process, log_path)
             for _ in range(2 * WORKERS):  # every answer from a booted worker
                 assert requests.get(base + "/health", timeout=10).status_code == 200
             time.sleep(0.5)
             text = log_path.read_text()
             assert process.poll() is None, text[-4000:]
-            assert not [m for m in FAILED if m in text], text[-4000:]
+            assert "Worker failed to boot" not in text, text[-4000:]
+            assert "Traceback" not in text, text[-4000:]
         finally:
-            _stop(process)
+            stop(process)
         assert _accounts(database_url) == [(ADMIN, "admin")]
         secret = (instance / "secret_key").read_text()
         assert re.fullmatch(r"[0-9a-f]{64}", secret)

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from flask import Flask
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from wave_web import access
 from wave_web import accounts
@@ -58,6 +59,9 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         app.before_request(lambda: _ensure_migrated(app))
     access.init_app(app)  # after the migration check: it reads the users
     requestlog.init_app(app)  # last: its hook runs before every other
+    if app.config["WAVE_PROXY_COUNT"]:  # behind nginx: the client's address, scheme
+        count = app.config["WAVE_PROXY_COUNT"]
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=count, x_proto=count)
     return app
 
 
