@@ -26,3 +26,13 @@ def post_worker_init(worker):
     """A line per worker that has loaded the app (migrations, first admin, secret
     key done): start-up scripts and tests wait for one per worker."""
     worker.log.info("Worker %s ready", worker.pid)
+    config = getattr(worker.wsgi, "config", {})
+    store = str(config.get("RATELIMIT_STORAGE_URI", ""))
+    if worker.cfg.workers > 1 and store.startswith("memory://"):
+        worker.log.warning(
+            "Sign-in limits are counted in each of the %d workers (memory://), so an "
+            "address gets %d times WAVE_LOGIN_LIMIT: set WAVE_RATELIMIT_STORAGE_URI "
+            "to a shared store, e.g. redis://127.0.0.1:6379",
+            worker.cfg.workers,
+            worker.cfg.workers,
+        )

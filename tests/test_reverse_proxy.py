@@ -9,6 +9,7 @@ reads each request whole before passing it on, so gunicorn never waits for one.
 from __future__ import annotations
 
 import re
+import time
 
 import pytest
 import requests
@@ -38,7 +39,7 @@ def test_slow_uploads_through_nginx_hold_no_worker(database_url, tmp_path):
         # one more than gunicorn has threads: straight to gunicorn, every page waits
         slow = [SlowUpload(base) for _ in range(WORKERS * THREADS + 1)]
         while min(s.sent for s in slow) < 2:
-            pass
+            time.sleep(0.1)
         for path in PAGES:
             assert requests.get(base + path, timeout=60).status_code == 200
         # answered while every slow upload is still sending, unanswered
