@@ -248,3 +248,11 @@ def test_odd_participant_ids_are_escaped_and_their_links_work(client, db, odd):
     assert parse(shown.data).find("h1").text == f"Participant {odd}"
     searched = parse(client.get("/participants/", query_string={"q": odd[:4]}).data)
     assert [a.text for a in searched.find("tbody").find_all("a")] == [odd]
+
+
+def test_viewers_have_the_index_in_their_top_bar_too(app, lab):
+    viewer = app.test_client(user="viewer")
+    response = viewer.get("/participants/")
+    assert response.status_code == 200
+    nav = parse(response.data).find("nav", **{"aria-label": "Main"})
+    assert "/participants/" in [a.attrs.get("href") for a in nav.find_all("a")]
