@@ -119,8 +119,9 @@ def test_no_match_or_no_short_id_is_the_normal_404(client, experiments, short):
     response = client.get(f"/experiments/{short}")
     assert response.status_code == 404
     page = parse(response.data)
-    assert page.find("title").text.startswith("Not found") or "404" in page.text
-    assert "Traceback" not in page.text
+    assert page.find("title").text.startswith("Not found")
+    message = page.find("main").text
+    assert "No experiment id starts with" in message or "no experiment" in message
 
 
 def test_a_post_to_a_short_id_is_not_redirected(client, experiments):
