@@ -35,6 +35,7 @@ def defaults(instance_path: str) -> dict[str, Any]:
         "WAVE_SESSION_IDLE_MINUTES": 120,
         "WAVE_SESSION_MAX_HOURS": 12,
         "WAVE_PROXY_COUNT": 0,
+        "WAVE_PAGE_QUERY_SECONDS": 30,
         "WAVE_LOGIN_LIMIT": "10 per minute",  # per address and per account
         "RATELIMIT_STORAGE_URI": "memory://",  # redis://… when several workers run
         "RATELIMIT_HEADERS_ENABLED": False,
@@ -78,6 +79,7 @@ POSITIVE_INTEGERS = (
     ("WAVE_SESSION_IDLE_MINUTES", "WAVE_SESSION_IDLE_MINUTES", 1, "120"),
     ("WAVE_SESSION_MAX_HOURS", "WAVE_SESSION_MAX_HOURS", 1, "12"),
     ("WAVE_PROXY_COUNT", "WAVE_PROXY_COUNT", 1, "1"),
+    ("WAVE_PAGE_QUERY_SECONDS", "WAVE_PAGE_QUERY_SECONDS", 1, "30"),
     ("WAVE_API_MAX_BODY_MB", "WAVE_API_MAX_BODY_BYTES", 1024 * 1024, "32"),
     ("WAVE_API_BATCH_MAX_ROWS", "WAVE_API_BATCH_MAX_ROWS", 1, "10000"),
 )

@@ -30,7 +30,19 @@ MIGRATIONS_DIR = os.path.join(os.path.dirname(os.path.dirname(__file__)), "migra
 
 
 def configure_engine(engine: sa.Engine) -> None:
-    """WAL, foreign keys and transactional DDL on SQLite (busy timeout: config.py)."""
+    """WAL, foreign keys and transactional DDL on SQLite (busy timeout: config.py);
+    on PostgreSQL, the time limit of a page's statements."""
+    if engine.dialect.name == "postgresql":
+
+        @sa.event.listens_for(engine, "begin")
+        def limit_page_statements(conn):
+            seconds = page_time_limit()
+            if seconds:
+                conn.exec_driver_sql(
+                    "SELECT set_config('statement_timeout', %(ms)s, true)",
+                    {"ms": str(seconds * 1000)},
+                )
+
     if engine.dialect.name != "sqlite":
         return
 
@@ -57,6 +69,27 @@ def configure_engine(engine: sa.Engine) -> None:
 
 def _lower_or_none(value):
     return value.lower() if isinstance(value, str) else value
+
+
+def unhurried(view: V) -> V:
+    """Mark a GET view that may rightly run long (a whole export): no time limit."""
+    view.wave_unhurried = True  # type: ignore[attr-defined]
+    return view
+
+
+def page_time_limit() -> int | None:
+    """Seconds a statement of this request may take (PostgreSQL), or None.
+
+    Pages (GET) get WAVE_PAGE_QUERY_SECONDS: a runaway query is stopped and answered
+    with a 503 that says so, instead of holding a worker and the database. Writes,
+    imports, jobs and the views marked unhurried (exports) have no limit.
+    """
+    if not has_request_context() or request.method not in ("GET", "HEAD"):
+        return None
+    view = current_app.view_functions.get(request.endpoint or "")
+    if getattr(view, "wave_unhurried", False):
+        return None
+    return current_app.config.get("WAVE_PAGE_QUERY_SECONDS") or None
 
 
 def read_only(view: V) -> V:

@@ -140,6 +140,17 @@ def _rollback() -> None:
         log.warning("rollback failed after an error", exc_info=True)
 
 
+TOO_SLOW = (
+    "This page took longer than {} seconds to prepare and was stopped; nothing was "
+    "changed. Narrow the filters, or try again when the server is less busy."
+)
+
+
+def is_page_time_limit(exc: BaseException) -> bool:
+    """True when PostgreSQL cancelled a statement (statement_timeout of a page)."""
+    return getattr(getattr(exc, "orig", None), "pgcode", None) == "57014"
+
+
 def is_database_down(exc: BaseException) -> bool:
     """True when the error means the database cannot be reached or is locked."""
     if isinstance(exc, sa_exc.DBAPIError) and exc.connection_invalidated:
@@ -175,6 +186,12 @@ def init_app(app: Flask) -> None:
     @app.errorhandler(sa_exc.SQLAlchemyError)
     def database_error(exc: sa_exc.SQLAlchemyError):
         _rollback()
+        if is_page_time_limit(exc):
+            _without_user_lookup()
+            log.warning("page statement stopped after WAVE_PAGE_QUERY_SECONDS")
+            return render_error(
+                503, TOO_SLOW.format(app.config["WAVE_PAGE_QUERY_SECONDS"])
+            )
         if is_database_down(exc):
             _without_user_lookup()
             locked = "locked" in str(getattr(exc, "orig", ""))

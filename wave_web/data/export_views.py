@@ -18,6 +18,7 @@ from flask import render_template
 from flask import request
 from flask import url_for
 
+import wave_web.database as database
 from wave_web import catalog
 from wave_web import schema
 from wave_web.access import requires
@@ -150,24 +151,28 @@ def experiment_export(experiment_uuid: str):
 
 @bp.get(EXPERIMENT + "/export/download")
 @requires("viewer")
+@database.unhurried  # a whole export: no page time limit
 def experiment_download(experiment_uuid: str):
     return _download(_experiment_plan(experiment_uuid))
 
 
 @bp.get(EXPERIMENT + "/export.csv")
 @requires("viewer")
+@database.unhurried  # a whole export: no page time limit
 def experiment_csv(experiment_uuid: str):
     return _csv(_experiment_plan(experiment_uuid))
 
 
 @bp.get(EXPERIMENT + "/export.zip")
 @requires("viewer")
+@database.unhurried  # a whole export: no page time limit
 def experiment_zip(experiment_uuid: str):
     return _zip(_experiment_plan(experiment_uuid))
 
 
 @bp.get(EXPERIMENT + "/export.xlsx")
 @requires("viewer")
+@database.unhurried  # a whole export: no page time limit
 def experiment_xlsx(experiment_uuid: str):
     return _xlsx(_experiment_plan(experiment_uuid))
 
@@ -189,24 +194,28 @@ def type_export(type_id: int):
 
 @bp.get(TYPE + "/export/download")
 @requires("viewer")
+@database.unhurried  # a whole export: no page time limit
 def type_download(type_id: int):
     return _download(_type_plan(type_id))
 
 
 @bp.get(TYPE + "/export.csv")
 @requires("viewer")
+@database.unhurried  # a whole export: no page time limit
 def type_csv(type_id: int):
     return _csv(_type_plan(type_id))
 
 
 @bp.get(TYPE + "/export.zip")
 @requires("viewer")
+@database.unhurried  # a whole export: no page time limit
 def type_zip(type_id: int):
     return _zip(_type_plan(type_id))
 
 
 @bp.get(TYPE + "/export.xlsx")
 @requires("viewer")
+@database.unhurried  # a whole export: no page time limit
 def type_xlsx(type_id: int):
     return _xlsx(_type_plan(type_id))
 
