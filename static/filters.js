@@ -32,6 +32,14 @@
     syncValue(form);
   }
 
+  // The fields follow the column at once: the no-script "Conditions for this
+  // column" button is not needed.
+  function hidePick(root) {
+    root.querySelectorAll("[data-filter-pick]").forEach(function (b) { b.hidden = true; });
+  }
+  document.addEventListener("DOMContentLoaded", function () { hidePick(document); });
+  document.addEventListener("htmx:load", function (event) { hidePick(event.target); });
+
   document.addEventListener("change", function (event) {
     var target = event.target;
     if (!target.matches) return;

@@ -45,12 +45,14 @@ class FilterForm:
     inputs: dict[str, FilterInput]
 
 
-def filter_form(grid: queries.Grid) -> FilterForm:
-    """The form empty on the first column, or holding the filter the grid refused."""
+def filter_form(grid: queries.Grid, picked: str = "") -> FilterForm:
+    """The form holding the filter the grid refused, else empty on the `picked`
+    column (or the first)."""
     cols = grid.query.columns
     types = dict.fromkeys(c.type for c in cols)
     rejected = grid.rejected
-    column = next((c for c in cols if rejected and c.name == rejected.column), cols[0])
+    wanted = rejected.column if rejected else picked
+    column = next((c for c in cols if c.name == wanted), cols[0])
     return FilterForm(
         column=column,
         op=rejected.op if rejected and rejected.column else "",
@@ -70,7 +72,7 @@ def render_grid(template: str, grid: queries.Grid, base_url: str, **context):
         grid=grid,
         base_url=base_url,
         page_sizes=queries.PAGE_SIZES,
-        filter_form=filter_form(grid),
+        filter_form=filter_form(grid, request.args.get("_fcol", "")),
         **context,
     ), status
 

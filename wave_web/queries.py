@@ -900,9 +900,11 @@ def reads_in_order(total: int, matching: int, size: int) -> bool:
 def added_filter(args: MultiDict) -> MultiDict | None:
     """The args with the "add a filter" form (_fcol, _fop, _fval) turned into a filter.
 
-    None when the form was not used. The new filter is checked later like any other.
+    None when the form was not used, or only to choose its column (_fpick: the
+    form without JavaScript shows that column's conditions). The new filter is
+    checked later like any other.
     """
-    if "_fcol" not in args:
+    if "_fcol" not in args or "_fpick" in args:
         return None
     out = MultiDict(
         (k, v)

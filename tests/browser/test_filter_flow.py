@@ -12,6 +12,7 @@ import threading
 
 import pytest
 from playwright.sync_api import expect
+from tests.browser.conftest import signed_in_cookie
 from tests.conftest import make_app
 from tests.factories import make_experiment
 from tests.factories import make_rows
@@ -86,9 +87,11 @@ def test_filter_fits_the_column_and_export_has_the_filtered_rows(page, stroop, w
     page.set_viewport_size({"width": width, "height": 900})
     page.goto(base + path)
     form = page.get_by_role("form", name="Add a filter")
+    toolbar = page.locator(".grid-toolbar")
     column, condition = form.get_by_label("Column"), form.get_by_label("Condition")
 
-    # The conditions and the value field follow the column.
+    # The conditions and the value field follow the column (no button needed).
+    expect(form.locator("[data-filter-pick]")).to_be_hidden()
     column.select_option("rt")
     expect(condition).to_have_js_property("length", len(FLOAT_CONDITIONS))
     assert options(condition) == FLOAT_CONDITIONS
@@ -109,7 +112,7 @@ def test_filter_fits_the_column_and_export_has_the_filtered_rows(page, stroop, w
     column.select_option("rt")
     condition.select_option(label=">")
     form.get_by_role("button", name="Add filter").click()
-    error = form.get_by_role("alert")
+    error = toolbar.get_by_role("alert")
     expect(error).to_contain_text("Filter rt >: enter a value")
     expect(page.locator("#toast")).to_be_hidden()
     expect(column).to_have_value("rt")
@@ -120,7 +123,7 @@ def test_filter_fits_the_column_and_export_has_the_filtered_rows(page, stroop, w
     form.locator("#f-val").fill("0.5")
     form.get_by_role("button", name="Apply filter").click()
     expect(page.locator(".filter-chip")).to_contain_text("rt > 0.5")
-    expect(form.get_by_role("alert")).to_have_count(0)
+    expect(toolbar.get_by_role("alert")).to_have_count(0)
     expect(page.locator("#grid-range")).to_contain_text("of 15 matching")
 
     # The one export entry says what it exports, and downloads exactly that.
@@ -137,3 +140,41 @@ def test_filter_fits_the_column_and_export_has_the_filtered_rows(page, stroop, w
     assert all(float(r["rt"]) > 0.5 for r in rows)
     assert page.evaluate("document.documentElement.scrollWidth") <= width
     assert re.search(r"rt__gt=0\.5", page.url)
+
+
+def test_without_javascript_the_form_follows_the_column_and_refuses_a_misfit(
+    browser, live_app, stroop
+):
+    base, path = stroop
+    context = browser.new_context(
+        viewport={"width": 1366, "height": 900}, java_script_enabled=False
+    )
+    context.add_cookies([signed_in_cookie(live_app, base)])
+    page = context.new_page()
+    try:
+        page.goto(base + path)
+        form = page.get_by_role("form", name="Add a filter")
+        toolbar = page.locator(".grid-toolbar")
+        column, condition = form.get_by_label("Column"), form.get_by_label("Condition")
+        column.select_option("word")
+        form.get_by_role("button", name="Conditions for this column").click()
+        assert "contains" in options(condition)
+        condition.select_option(label="contains")
+        form.locator("#f-val").fill("re")
+        form.get_by_role("button", name="Add filter").click()
+        expect(page.locator(".filter-chip")).to_contain_text("word contains re")
+
+        # The form is back on id: its "<" does not apply to word, in words.
+        column.select_option("word")
+        condition.select_option(label="<")
+        form.locator("#f-val").fill("1")
+        form.get_by_role("button", name="Add filter").click()
+        expect(toolbar.get_by_role("alert")).to_contain_text(
+            "The condition “<” does not apply to word"
+        )
+        expect(column).to_have_value("word")
+        assert "contains" in options(condition)
+        expect(page.locator(".filter-chip")).to_contain_text("word contains re")
+        shot(page, "filter-refused-nojs", 1366)
+    finally:
+        context.close()
