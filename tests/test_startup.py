@@ -87,3 +87,24 @@ def test_the_secret_key_file_is_made_once_and_read_by_everyone_else(tmp_path):
     assert len(keys) == 1
     assert (tmp_path / "secret_key").read_text() == keys.pop()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["secret_key"]
+
+
+def test_init_db_brings_the_database_up_to_date(app):
+    result = app.test_cli_runner().invoke(args=["init-db"])
+    assert result.exit_code == 0 and "Database is up to date." in result.output
+
+
+def test_init_db_fails_when_the_database_is_unreachable(tmp_path):
+    from wave_web import create_app
+
+    app = create_app(
+        {
+            "SQLALCHEMY_DATABASE_URI": "postgresql://nobody@127.0.0.1:1/none",
+            "SECRET_KEY": "x",
+            "WAVE_DB_TIMEOUT_SECONDS": 1,
+        }
+    )
+    result = app.test_cli_runner().invoke(args=["init-db"])
+    assert result.exit_code == 1
+    assert "The database is not reachable." in result.output
+    assert "Traceback" not in result.output

@@ -18,10 +18,9 @@ def init_app(app: Flask) -> None:
     @app.cli.command("init-db")
     def init_db() -> None:
         """Create or upgrade the static tables (also done on first start)."""
-        ok = database.migrate_database(app)
-        click.echo(
-            "Database is up to date." if ok else "The database is not reachable."
-        )
+        if not database.migrate_database(app):
+            raise click.ClickException("The database is not reachable.")
+        click.echo("Database is up to date.")
 
     @app.cli.command("demo")
     @click.option(
