@@ -203,8 +203,7 @@ class ExportPlan:
     @property
     def is_view(self) -> bool:
         """Filtered, sorted or with hidden columns: not simply all rows."""
-        q = self.query
-        return bool(q.filters or q.sort != "id" or q.desc or q.hidden)
+        return self.query.is_view
 
     @property
     def header(self) -> list[str]:
