@@ -45,3 +45,13 @@ def test_create_app_refuses_a_malformed_variable(monkeypatch, tmp_path):
     monkeypatch.setenv("WAVE_MAX_UPLOAD_MB", "lots")
     with pytest.raises(config.ConfigError, match="WAVE_MAX_UPLOAD_MB"):
         create_app({"SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp_path / 'w.db'}"})
+
+
+def test_postgresql_pool_is_pinged_bounded_and_waits_at_most_10_seconds():
+    from wave_web.config import engine_options
+
+    options = engine_options("postgresql+psycopg2://u@h/db", 3, 10_000)
+    assert options["pool_pre_ping"] is True
+    assert (options["pool_size"], options["max_overflow"]) == (5, 5)
+    assert options["pool_timeout"] == 10
+    assert options["connect_args"] == {"connect_timeout": 3}

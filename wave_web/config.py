@@ -155,6 +155,11 @@ def engine_options(url: str, timeout: int, sqlite_busy_ms: int) -> dict[str, Any
         "json_serializer": format_json,
         "pool_pre_ping": True,
         "pool_recycle": 1800,
+        # per process: gunicorn.conf.py's 2 threads, 2 import jobs with their
+        # heartbeats; a request that finds none free within 10 s gets the 503 page
+        "pool_size": 5,
+        "max_overflow": 5,
+        "pool_timeout": 10,
         "connect_args": {"connect_timeout": timeout},
     }
 
