@@ -1,7 +1,8 @@
 """The participants index: every participant id across the types, in keyset pages.
 
-participants.page_participants scans each type's participant_id index (a UNION of
-per-table DISTINCT ranges) and counts rows and experiments for the page's ids only.
+participants.page_participants scans each type's participant_id index (a UNION ALL of
+per-table DISTINCT ranges) and counts rows and experiments for the page's ids only, in
+the tables that hold them.
 """
 
 from __future__ import annotations
@@ -152,7 +153,7 @@ def test_prefix_end_is_the_first_string_after_the_prefix(prefix, end):
     assert prefix_end(prefix) == end
 
 
-def test_a_page_costs_one_scan_and_one_count_whatever_its_depth(lab):
+def test_a_page_costs_one_scan_and_one_count_of_the_tables_holding_its_ids(lab):
     page_participants(ParticipantQuery())  # builds the statements
     for query in (ParticipantQuery(), ParticipantQuery(after="P09")):
         _db.session.rollback()
@@ -165,6 +166,9 @@ def test_a_page_costs_one_scan_and_one_count_whatever_its_depth(lab):
         assert "unused_data" not in scans[0]  # its experiment has no rows
         # keyset: a deep page starts at its cursor in the index, it skips nothing
         assert ("participant_id > " in scans[0]) == (query.after is not None)
+        # counts read only the tables that hold the page's ids (P10, P11: flanker)
+        assert "flanker_data" in counts[0]
+        assert ("stroop_data" in counts[0]) == (query.after is None)
 
 
 def test_index_page_lists_participants_with_counts_and_links(client, lab):

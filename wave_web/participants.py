@@ -1,16 +1,18 @@
 """The participants index: every participant id of every data table, in keyset pages.
 
 There is no participants table: ids live in the indexed participant_id column of each
-type's table. A page is one UNION of per-table range scans of that index (DISTINCT,
-ORDER BY, LIMIT page + 1: each table stops after the page's ids), then one UNION ALL
-of per-table counts for just those ids. Nothing to maintain on the write paths (CSV
-COPY, API batches, edits, deletes), and a page costs the same at participant 10 and
-100,000. Both databases compare participant_id by code point (columns.text_type), so
-the same ranges, prefixes and cursors hold on each, and in Python.
+type's table. A page is one UNION ALL of per-table range scans of that index
+(DISTINCT, ORDER BY, LIMIT page + 1: each table stops after the page's ids), merged in
+Python, then one UNION ALL of counts for just those ids, in just the tables that hold
+them. Nothing to maintain on the write paths (CSV COPY, API batches, edits,
+deletes), and a page costs the same at participant 10 and 100,000. Both databases
+compare participant_id by code point (columns.text_type), so the same ranges,
+prefixes and cursors hold on each, and in Python.
 """
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -116,15 +118,19 @@ def page_participants(q: ParticipantQuery, size: int | None = None) -> Participa
     low, low_inclusive, high = _bounds(q)
     shape = (low is not None, low_inclusive, high is not None, backward)
     params = {"low": low, "high": high}
-    found: set[str] = set()
+    holders: dict[str, set[int]] = {}  # id → positions in `tables` of its tables
     for stmt in _statements(tables, shape, size + 1):
-        found.update(db.session.scalars(stmt, params))
-    ids = sorted(found, reverse=backward)
+        for position, pid in db.session.execute(stmt, params):
+            holders.setdefault(pid, set()).add(position)
+    ids = sorted(holders, reverse=backward)
     more = len(ids) > size
     if backward and not more:  # back at the start: the full first page instead
         return page_participants(ParticipantQuery(q.prefix), size)
     ids = sorted(ids[:size])
-    counts = _counts(tables, ids)
+    # A table holding a page id returned it: its ids before that one are on the page
+    # too, so it is among the table's first size + 1. Only those tables are counted.
+    counted = sorted(set().union(*(holders[i] for i in ids)))
+    counts = _counts(tuple(tables[i] for i in counted), ids)
     participants = [Participant(i, *counts.get(i, (0, 0))) for i in ids]
     if backward:
         return ParticipantPage(participants, has_next=True, has_previous=True)
@@ -170,22 +176,28 @@ def _chunks(tables: tuple[str, ...]) -> list[tuple[str, ...]]:
 
 
 def _statements(tables: tuple[str, ...], shape: tuple, limit: int) -> list:
-    """UNIONs of the per-table page scans, built once per (tables, shape, limit).
+    """UNION ALLs of the per-table page scans, built once per (tables, shape, limit).
 
-    A statement of a thousand branches costs more to build and key than to run.
+    Each gives (position of the table in `tables`, participant id), at most `limit`
+    per table. A statement of a thousand branches costs more to build and key than
+    to run.
     """
     key = ("ids", tables, shape, limit)
     return _cached(
-        key, lambda: [_ids_statement(c, shape, limit) for c in _chunks(tables)]
+        key,
+        lambda: [
+            _ids_statement(tables[start : start + PER_STATEMENT], start, shape, limit)
+            for start in range(0, len(tables), PER_STATEMENT)
+        ],
     )
 
 
-def _ids_statement(tables: tuple[str, ...], shape: tuple, limit: int):
+def _ids_statement(tables: tuple[str, ...], first: int, shape: tuple, limit: int):
     has_low, low_inclusive, has_high, backward = shape
     low = sa.bindparam("low", type_=sa.String)
     high = sa.bindparam("high", type_=sa.String)
     branches = []
-    for table_name in tables:
+    for position, table_name in enumerate(tables, start=first):
         pid = _standard_columns(table_name).c.participant_id
         where = []
         if has_low:
@@ -200,12 +212,9 @@ def _ids_statement(tables: tuple[str, ...], shape: tuple, limit: int):
             .limit(limit)
             .subquery()
         )
-        branches.append(sa.select(scan.c.participant_id))
-    if len(branches) == 1:
-        return branches[0]
-    union = sa.union(*branches).subquery()
-    pid = union.c.participant_id
-    return sa.select(pid).order_by(pid.desc() if backward else pid).limit(limit)
+        position_column = sa.literal(position, sa.Integer).label("position")
+        branches.append(sa.select(position_column, scan.c.participant_id))
+    return sa.union_all(*branches) if len(branches) > 1 else branches[0]
 
 
 def _counts(tables: tuple[str, ...], ids: list[str]) -> dict[str, tuple[int, int]]:
@@ -213,9 +222,7 @@ def _counts(tables: tuple[str, ...], ids: list[str]) -> dict[str, tuple[int, int
     if not ids or not tables:
         return {}
     totals: dict[str, list[int]] = {}
-    for stmt in _cached(
-        ("counts", tables), lambda: [_counts_statement(c) for c in _chunks(tables)]
-    ):
+    for stmt in [_counts_statement(c) for c in _chunks(tables)]:
         for pid, rows, experiments in db.session.execute(stmt, {"ids": ids}):
             total = totals.setdefault(pid, [0, 0])
             total[0] += rows
@@ -223,7 +230,9 @@ def _counts(tables: tuple[str, ...], ids: list[str]) -> dict[str, tuple[int, int
     return {pid: (rows, experiments) for pid, (rows, experiments) in totals.items()}
 
 
+@functools.lru_cache(maxsize=256)
 def _counts_statement(tables: tuple[str, ...]):
+    """Counts per id in `tables`; kept per list of tables (statements hold no data)."""
     ids = sa.bindparam("ids", expanding=True, type_=sa.String)
     branches = []
     for table_name in tables:
