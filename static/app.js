@@ -80,7 +80,7 @@
   });
 
   // Menus (<details data-menu>) open over the page, one at a time; Escape closes the
-  // open one and gives the focus back to its summary, a click outside closes it.
+  // open one and gives the focus back to its summary; a click or Tab outside closes it.
   // Without this file they are plain disclosures.
   function closeMenus(except) {
     document.querySelectorAll("details[data-menu][open]").forEach(function (menu) {
@@ -104,6 +104,10 @@
     document.querySelectorAll("details[data-menu][open]").forEach(function (menu) {
       if (!menu.contains(event.target)) menu.open = false;
     });
+  });
+  document.addEventListener("focusout", function (event) {
+    var menu = event.target.closest && event.target.closest("details[data-menu][open]");
+    if (menu && event.relatedTarget && !menu.contains(event.relatedTarget)) menu.open = false;
   });
   document.addEventListener("keydown", function (event) {
     if (event.key !== "Escape") return;

@@ -118,6 +118,11 @@ def test_columns_menu_opens_over_the_page_and_closes(page, live_url, wide, width
     expect(menu).to_be_hidden()
     expect(summary).to_be_focused()
 
+    page.keyboard.press("Enter")  # the keyboard opens it too; Tab out closes it
+    expect(menu).to_be_visible()
+    page.keyboard.press("Shift+Tab")
+    expect(menu).to_be_hidden()
+
     summary.click()
     expect(menu).to_be_visible()
     page.locator("h1").click()  # outside
