@@ -60,7 +60,9 @@ def start_gunicorn(
         )
 
 
-def wait_for_every_worker(process: subprocess.Popen, log_path: Path) -> str:
+def wait_for_every_worker(
+    process: subprocess.Popen, log_path: Path, workers: int = WORKERS
+) -> str:
     """The base URL once every worker has loaded the app; fails on a failed boot."""
     deadline = time.monotonic() + BOOT_SECONDS
     while time.monotonic() < deadline:
@@ -69,7 +71,7 @@ def wait_for_every_worker(process: subprocess.Popen, log_path: Path) -> str:
         if failed or process.poll() is not None:
             pytest.fail(f"gunicorn: {failed or 'exited'}\n{text[-4000:]}")
         found = LISTENING.search(text)
-        if found and len(READY.findall(text)) >= WORKERS:
+        if found and len(READY.findall(text)) >= workers:
             return found.group(1)
         time.sleep(0.2)
     pytest.fail("not every worker booted in time:\n" + log_path.read_text()[-4000:])

@@ -15,18 +15,17 @@ import os
 import re
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import requests
+from tests.servers import ROOT
+from tests.servers import stop
+from tests.servers import wait_for_every_worker
 from wave_web.extensions import db as _db
 
-ROOT = Path(__file__).resolve().parents[1]
-START_SECONDS = 30  # gunicorn's start, at most (it is usually up in 2 s)
 ADMIN_EMAIL = "e2e-admin@example.org"
 ADMIN_PASSWORD = "end to end password 42"
-LISTENING = re.compile(r"Listening at: (http://127\.0\.0\.1:\d+)")
 
 
 def _environment(database_url: str, tmp_path: Path) -> dict[str, str]:
@@ -99,34 +98,10 @@ def server(database_url, tmp_path):
             stderr=subprocess.STDOUT,
         )
     try:
-        base = _wait_until_up(process, log_path)
+        base = wait_for_every_worker(process, log_path, workers=2)
         yield base, key
     finally:
-        process.terminate()
-        try:
-            process.wait(15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(5)
-
-
-def _wait_until_up(process: subprocess.Popen, log_path: Path) -> str:
-    deadline = time.monotonic() + START_SECONDS
-    base = None
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            pytest.fail("gunicorn exited:\n" + log_path.read_text()[-3000:])
-        if base is None:
-            found = LISTENING.search(log_path.read_text())
-            base = found.group(1) if found else None
-        if base is not None:
-            try:
-                if requests.get(base + "/health", timeout=5).status_code == 200:
-                    return base
-            except requests.RequestException:  # workers still booting
-                pass
-        time.sleep(0.1)
-    pytest.fail("gunicorn did not answer /health:\n" + log_path.read_text()[-3000:])
+        stop(process)
 
 
 class Client:
