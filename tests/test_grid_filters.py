@@ -107,6 +107,36 @@ def test_parser_accepts_exactly_the_operators_the_form_offers(every_type, type_n
                 queries.parse_filter(col, key, sample)
 
 
+@pytest.mark.parametrize("name", ["id", "participant_id", "created_at", "updated_at"])
+def test_never_empty_column_offers_no_empty_condition(every_type, name):
+    col = every_type.cols[name]
+    assert not {"isnull", "notnull"} & {o.key for o in queries.operators_for(col)}
+    with pytest.raises(BadQuery) as caught:
+        RowQuery.from_args(list(every_type.cols.values()), {f"{name}__isnull": ""})
+    assert f"{name} is never empty" in caught.value.message
+    assert not INTERNAL_KEYS.search(caught.value.message)
+
+
+def test_filter_form_menus_leave_empty_conditions_to_nullable_columns(
+    client, every_type
+):
+    page = parse(client.get(every_type.url).data)
+    kinds = {
+        o.attrs["value"]: o.attrs["data-type"]
+        for o in page.find(id="f-col").find_all("option")
+    }
+    assert kinds["participant_id"] == "STRING-required"
+    assert kinds["s"] == "STRING"
+
+    def menu(kind):
+        template = page.find("template", **{"data-filter-type": kind})
+        return [o.attrs["value"] for o in template.find(id="f-op").find_all("option")]
+
+    assert "isnull" not in menu("STRING-required")
+    assert menu("STRING")[-2:] == ["isnull", "notnull"]
+    assert "contains" in menu("STRING-required")
+
+
 @pytest.mark.parametrize(
     ("args", "words"),
     [

@@ -41,15 +41,15 @@ class FilterForm:
     column: queries.GridColumn
     op: str
     value: str
-    menus: dict[str, list[queries.Operator]]  # per column type of the grid
-    inputs: dict[str, FilterInput]
+    menus: dict[str, list[queries.Operator]]  # per filter kind of the grid's columns
+    inputs: dict[str, FilterInput]  # per filter kind
 
 
 def filter_form(grid: queries.Grid, picked: str = "") -> FilterForm:
     """The form holding the filter the grid refused, else empty on the `picked`
     column (or the first)."""
     cols = grid.query.columns
-    types = dict.fromkeys(c.type for c in cols)
+    kinds = {c.filter_kind: c for c in cols}
     rejected = grid.rejected
     wanted = rejected.column if rejected else picked
     column = next((c for c in cols if c.name == wanted), cols[0])
@@ -57,8 +57,8 @@ def filter_form(grid: queries.Grid, picked: str = "") -> FilterForm:
         column=column,
         op=rejected.op if rejected and rejected.column else "",
         value=rejected.text if rejected else "",
-        menus={t: queries.operators_for(queries.GridColumn("", t)) for t in types},
-        inputs={t: FILTER_INPUTS.get(t, TEXT_INPUT) for t in types},
+        menus={k: queries.operators_for(c) for k, c in kinds.items()},
+        inputs={k: FILTER_INPUTS.get(c.type, TEXT_INPUT) for k, c in kinds.items()},
     )
 
 

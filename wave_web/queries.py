@@ -66,6 +66,11 @@ class GridColumn:
     def sortable(self) -> bool:
         return self.type != "JSON"  # PostgreSQL's json has no ordering
 
+    @property
+    def filter_kind(self) -> str:
+        """Columns with the same filter fields share it: "FLOAT", "STRING-required"."""
+        return self.type if self.nullable else f"{self.type}-required"
+
 
 def grid_columns(xtype: Any, with_experiment: bool = False) -> list[GridColumn]:
     """Standard then custom columns, in table order."""
@@ -160,9 +165,16 @@ TYPE_OPERATORS: dict[str, tuple[str, ...]] = {
 _TEXT = frozenset({"STRING", "TEXT"})
 
 
+def condition_keys(col: GridColumn) -> tuple[str, ...]:
+    """The operator keys a column offers, in menu order: its type's, less "is
+    empty" and "is not empty" where no row can be empty (id, participant_id…)."""
+    keys = TYPE_OPERATORS[col.type]
+    return keys if col.nullable else tuple(k for k in keys if k not in _EMPTY)
+
+
 def operators_for(col: GridColumn) -> list[Operator]:
     """The operators a column offers, in menu order."""
-    return [OPERATORS[key] for key in TYPE_OPERATORS[col.type]]
+    return [OPERATORS[key] for key in condition_keys(col)]
 
 
 # What a column holds, in the words of a message: "rt holds decimal numbers".
@@ -207,7 +219,7 @@ def parse_filter(col: GridColumn, op: str, text: str) -> Filter:
     Messages use the dropdown's words ("contains", "≤"), never the address's keys.
     """
     operator = OPERATORS.get(op)
-    if operator is None or op not in TYPE_OPERATORS[col.type]:
+    if operator is None or op not in condition_keys(col):
         raise BadQuery(unsupported_message(col, op), field=f"{col.name}__{op}")
     if not operator.needs_value:
         return Filter(col, op)
@@ -239,6 +251,8 @@ def unsupported_message(col: GridColumn, op: str) -> str:
     """Why `op` cannot filter `col`, and the conditions that can."""
     operator = OPERATORS.get(op)
     offered = ", ".join(o.label for o in operators_for(col))
+    if op in _EMPTY and op in TYPE_OPERATORS[col.type]:
+        return f"{col.name} is never empty; choose one of: {offered}."
     what = (
         f"The condition “{operator.label}” does not apply to"
         if operator is not None
@@ -869,7 +883,7 @@ def rejected_filter(
         return None
     texts = [v for k, v in items if _filter_key(k) == field]
     col = next((c for c in cols if c.name == name), None)
-    offered = TYPE_OPERATORS[col.type] if col is not None else ()
+    offered = condition_keys(col) if col is not None else ()
     return RejectedFilter(
         column=col.name if col is not None else "",
         op=op if op in offered else (offered[0] if offered else ""),
