@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import sqlalchemy as sa
 from tests.api_helpers import Api
 from tests.api_helpers import call
 from tests.conftest import make_app
@@ -91,11 +92,11 @@ def test_health_is_healthy_without_a_key(client):
 
 @pytest.mark.parametrize(
     "url",
-    ["postgresql://postgres@127.0.0.1:1/test", "sqlite:////nonexistent/dir/wave.db"],
+    ["postgresql://postgres@127.0.0.1:1/test", "sqlite:///{missing}/dir/wave.db"],
     ids=["postgresql", "sqlite"],
 )
 def test_health_is_503_unhealthy_when_the_database_is_unreachable(apps, tmp_path, url):
-    app = apps(url, tmp_path)
+    app = apps(url.format(missing=tmp_path / "missing"), tmp_path)
     response = app.test_client(user=None).get("/health")
     assert response.status_code == 503
     assert response.mimetype == "application/json"
@@ -120,8 +121,37 @@ def test_health_is_503_unhealthy_when_migrations_are_not_applied(
     }
 
 
+def test_health_is_503_when_the_database_is_at_another_migration(
+    apps, database_url, tmp_path
+):
+    """A newer release migrated the database: this server's code is out of date."""
+    from wave_web import database
+
+    app = apps(database_url, tmp_path)
+    with app.app_context():
+        head = database.code_revision()
+        _db.session.execute(
+            sa.text("UPDATE alembic_version SET version_num = :v"), {"v": "newer1"}
+        )
+        _db.session.commit()
+    try:
+        response = app.test_client(user=None).get("/health")
+        assert response.status_code == 503
+        assert response.get_json()["detail"] == (
+            "database migrations not current: the database is at newer1, "
+            f"this server's code at {head}"
+        )
+    finally:
+        with app.app_context():
+            _db.session.execute(
+                sa.text("UPDATE alembic_version SET version_num = :v"), {"v": head}
+            )
+            _db.session.commit()
+    assert app.test_client(user=None).get("/health").status_code == 200
+
+
 def test_api_routes_answer_503_json_when_the_database_is_unreachable(apps, tmp_path):
-    app = apps("sqlite:////nonexistent/dir/wave.db", tmp_path)
+    app = apps(f"sqlite:///{tmp_path / 'missing'}/dir/wave.db", tmp_path)
     response = call(app.test_client(user=None), "GET", "tags/", "wave_x")
     assert response.status_code == 503
     assert response.get_json() == {

@@ -179,6 +179,34 @@ def migrate_database(app: Flask, then: Callable[[], None] | None = None) -> bool
     return True
 
 
+_HEAD: list[str] = []
+
+
+def code_revision() -> str:
+    """The newest migration this code has (alembic's head), read once."""
+    if not _HEAD:
+        from alembic.script import ScriptDirectory
+
+        _HEAD.append(ScriptDirectory(MIGRATIONS_DIR).get_current_head() or "")
+    return _HEAD[0]
+
+
+def database_revision() -> str | None:
+    """The migration the database is at (alembic_version), in the current session."""
+    return db.session.execute(
+        sa.text("SELECT version_num FROM alembic_version")
+    ).scalar()
+
+
+def _is_sqlite_file(url: sa.URL) -> bool:
+    """A SQLite database in a file whose folder exists (else connecting fails, and
+    the lock file must not create the folder)."""
+    path = url.database
+    if not path or path == ":memory:" or "mode=memory" in str(url):
+        return False
+    return os.path.isdir(os.path.dirname(os.path.abspath(path)))
+
+
 class _migration_lock:
     """Workers starting together take turns: a PostgreSQL advisory lock, or on SQLite
     a lock file next to the database file (SQLite's own lock cannot span alembic's
@@ -195,11 +223,7 @@ class _migration_lock:
             self.conn = db.engine.connect()
             self.conn.execute(sa.select(sa.func.pg_advisory_lock(self.KEY)))
             self.conn.commit()
-        elif (
-            url.database
-            and url.database != ":memory:"
-            and "mode=memory" not in str(url)
-        ):
+        elif _is_sqlite_file(url):
             self.file = filelock.FileLock(
                 url.database + ".lock", timeout=self.WAIT_SECONDS
             )

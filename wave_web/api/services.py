@@ -13,6 +13,7 @@ from flask import Blueprint
 from flask import current_app
 from flask import request
 
+import wave_web.database as database
 from wave_web.api.http import API_VERSION
 from wave_web.api.http import json_response
 from wave_web.extensions import db
@@ -29,13 +30,20 @@ def _api(view):
 
 @_api
 def health():
-    """200 when the database answers and its migrations are applied, else 503."""
+    """200 when the database answers and is at this code's newest migration, else
+    503 with the reason (one indexed read of alembic_version per probe)."""
     reason = None
     if not current_app.extensions.get("wave_migrated"):
         reason = "database migrations not applied"
     else:
         try:
-            db.session.execute(sa.text("SELECT 1"))
+            found = database.database_revision()
+            if found != database.code_revision():
+                # e.g. a newer release migrated the database: this server is old
+                reason = (
+                    f"database migrations not current: the database is at {found}, "
+                    f"this server's code at {database.code_revision()}"
+                )
         except sa.exc.SQLAlchemyError:
             reason = "database unreachable"
         finally:
