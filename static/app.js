@@ -22,11 +22,14 @@
     toast("The server could not be reached. Nothing was saved.");
   });
 
-  // A stale inline edit answers 409 with the row form (both versions): swap it in.
+  // Answers htmx swaps no 4xx of by default, swapped in where the element asks: a
+  // stale inline edit's 409 (the row form with both versions, data-swap-409) and a
+  // refused grid address's 400 (the grid with its reason, data-swap-400).
   document.addEventListener("htmx:beforeSwap", function (event) {
     var config = event.detail.requestConfig;
     var elt = config && config.elt;
-    if (event.detail.xhr.status === 409 && elt && elt.closest("[data-swap-409]")) {
+    var status = event.detail.xhr.status;
+    if ((status === 400 || status === 409) && elt && elt.closest && elt.closest("[data-swap-" + status + "]")) {
       event.detail.shouldSwap = true;
       event.detail.isError = false;
     }

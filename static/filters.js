@@ -1,5 +1,5 @@
-// The grid's filter form: the condition and value fields follow the chosen column,
-// and a refused view (400) is swapped in so its reason stays next to the filter.
+// The grid's filter form: the condition and value fields follow the chosen column.
+// (A refused view's 400 is swapped in by app.js, data-swap-400.)
 // Without this file the server refuses a condition the column does not offer.
 (function () {
   "use strict";
@@ -45,16 +45,5 @@
     if (!target.matches) return;
     if (target.matches("[data-filter-column]")) switchColumn(target);
     else if (target.matches("[data-filter-op]")) syncValue(target.closest("form"));
-  });
-
-  // A refused grid address answers 400 with the grid and its message: show it in
-  // place (htmx swaps no 4xx by default), as a full page load would.
-  document.addEventListener("htmx:beforeSwap", function (event) {
-    var config = event.detail.requestConfig;
-    var elt = config && config.elt;
-    if (event.detail.xhr.status === 400 && elt && elt.closest && elt.closest("[data-swap-400]")) {
-      event.detail.shouldSwap = true;
-      event.detail.isError = false;
-    }
   });
 })();

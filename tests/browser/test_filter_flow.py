@@ -8,18 +8,15 @@ import datetime as dt
 import io
 import os
 import re
-import threading
 
 import pytest
 from playwright.sync_api import expect
 from tests.browser.conftest import signed_in_cookie
-from tests.conftest import make_app
 from tests.factories import make_experiment
 from tests.factories import make_rows
 from tests.factories import make_type
 from wave_web.columns import ColumnDef
 from wave_web.extensions import db
-from werkzeug.serving import make_server
 
 pytestmark = pytest.mark.browser
 
@@ -29,10 +26,9 @@ FLOAT_CONDITIONS = ["=", "≠", "<", "≤", ">", "≥", "is empty", "is not empt
 
 
 @pytest.fixture
-def stroop(database_url, tmp_path):
-    """A live server with one experiment of 20 rows; yields (base url, grid path)."""
-    app = make_app(database_url, tmp_path, WTF_CSRF_ENABLED=True)
-    with app.app_context():
+def stroop(live_app, live_url):
+    """A live server with one experiment of 20 rows: (base url, grid path)."""
+    with live_app.app_context():
         xtype = make_type(
             "Stroop",
             "stroop",
@@ -61,15 +57,7 @@ def stroop(database_url, tmp_path):
         )
         grid_path = f"/experiments/{experiment.uuid}"
         db.session.remove()
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_port}", grid_path
-    server.shutdown()
-    thread.join(timeout=5)
-    with app.app_context():
-        db.session.remove()
-        db.engine.dispose()
+    return live_url, grid_path
 
 
 def options(select) -> list[str]:
