@@ -30,6 +30,7 @@ from wave_web.htmx import redirect_to
 from wave_web.models import Experiment
 from wave_web.models import history
 from wave_web.params import parse_id
+from wave_web.templating import plural
 
 ROWS = "/experiments/<experiment_uuid>/rows"
 ROW = ROWS + "/<int(max=2147483647):row_id>"
@@ -112,10 +113,6 @@ def _grid_url(experiment: Experiment, query_string: str = "") -> str:
     if query_string and len(query_string) < 4000 and query_string.isprintable():
         return f"{base}?{query_string}"
     return base
-
-
-def _plural(n: int) -> str:
-    return f"{n:,} row{'s' if n != 1 else ''}"
 
 
 def _render_row(experiment: Experiment, xtype: Any, row: dict, message: str = ""):
@@ -315,7 +312,7 @@ def delete_selected(experiment_uuid: str):
         return redirect_to(_grid_url(experiment, back))
     if request.method == "POST":
         count = datatables.delete_rows(xtype, experiment.uuid, ids)
-        flash(f"Deleted {_plural(count)}.", "success")
+        flash(f"Deleted {plural(count, 'row')}.", "success")
         return redirect_to(_grid_url(experiment, back))
     return render_template(
         "data/rows_delete.html",
@@ -349,7 +346,7 @@ def delete_matching(experiment_uuid: str):
         except Conflict as exc:
             error, status = exc.message, 409
         else:
-            flash(f"Deleted {_plural(count)}.", "success")
+            flash(f"Deleted {plural(count, 'row')}.", "success")
             return redirect_to(_grid_url(experiment, view))
     return render_template(
         "data/rows_delete.html",
