@@ -7,6 +7,7 @@ tricks, because our code runs DDL.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 import uuid
@@ -174,6 +175,21 @@ class RequestIsolatedClient(FlaskClient):
             # from one client's request into the next.
             for name in list(vars(g)):
                 delattr(g, name)
+
+
+@contextlib.contextmanager
+def statements():
+    """The SQL statements the app's engine runs inside the block (app context)."""
+    seen: list[str] = []
+
+    def listen(conn, cursor, statement, *args):
+        seen.append(statement)
+
+    sa.event.listen(_db.engine, "before_cursor_execute", listen)
+    try:
+        yield seen
+    finally:
+        sa.event.remove(_db.engine, "before_cursor_execute", listen)
 
 
 def make_app(database_url: str, tmp_path, with_admin: bool = True, **overrides):

@@ -7,10 +7,8 @@ only those tables, up to a limit per type.
 
 from __future__ import annotations
 
-import contextlib
-
 import pytest
-import sqlalchemy as sa
+from tests.conftest import statements
 from tests.factories import make_experiment
 from tests.factories import make_rows
 from tests.factories import make_type
@@ -38,20 +36,6 @@ def many_types(db):
     make_rows(*types[5], [{"participant_id": "P2", "score": 5}])
     make_experiment(make_type("Empty", "empty_data", COLUMNS), "No rows")
     return types
-
-
-@contextlib.contextmanager
-def statements():
-    seen: list[str] = []
-
-    def listen(conn, cursor, statement, *args):
-        seen.append(statement)
-
-    sa.event.listen(_db.engine, "before_cursor_execute", listen)
-    try:
-        yield seen
-    finally:
-        sa.event.remove(_db.engine, "before_cursor_execute", listen)
 
 
 @pytest.mark.parametrize("per_statement", [1, 2, 400])

@@ -7,10 +7,8 @@ the tables that hold them.
 
 from __future__ import annotations
 
-import contextlib
-
 import pytest
-import sqlalchemy as sa
+from tests.conftest import statements
 from tests.factories import make_experiment
 from tests.factories import make_rows
 from tests.factories import make_type
@@ -47,20 +45,6 @@ def lab(db):
 
 def all_ids(lab) -> list[str]:
     return sorted(["P01", "P02", *(f"P{i:02d}" for i in range(3, 12)), "Q1", "q2"])
-
-
-@contextlib.contextmanager
-def statements():
-    seen: list[str] = []
-
-    def listen(conn, cursor, statement, *args):
-        seen.append(statement)
-
-    sa.event.listen(_db.engine, "before_cursor_execute", listen)
-    try:
-        yield seen
-    finally:
-        sa.event.remove(_db.engine, "before_cursor_execute", listen)
 
 
 def test_index_counts_rows_and_experiments_across_types(lab):

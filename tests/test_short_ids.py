@@ -7,11 +7,11 @@ ambiguous one lists the matches, anything else is the normal 404.
 
 from __future__ import annotations
 
-import contextlib
 import uuid
 
 import pytest
 import sqlalchemy as sa
+from tests.conftest import statements
 from tests.factories import make_experiment
 from tests.factories import make_rows
 from tests.factories import make_type
@@ -47,20 +47,6 @@ def experiments(db):
     _db.session.commit()
     make_rows(xtype, catalog.get_experiment(LONE), [{"participant_id": "P1"}])
     return xtype
-
-
-@contextlib.contextmanager
-def statements():
-    seen: list[str] = []
-
-    def listen(conn, cursor, statement, *args):
-        seen.append(statement)
-
-    sa.event.listen(_db.engine, "before_cursor_execute", listen)
-    try:
-        yield seen
-    finally:
-        sa.event.remove(_db.engine, "before_cursor_execute", listen)
 
 
 @pytest.mark.parametrize(
