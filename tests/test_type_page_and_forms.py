@@ -122,6 +122,9 @@ def first_row_id(experiment) -> int:
         ("MTurk batch 2", "mturk_batch_2"),
         ("Stroop (PsychoPy)", "stroop_psychopy"),
         ("Scenarios and ratios", "scenarios_and_ratios"),
+        ("NeuroBS flanker", "neurobs_flanker"),  # a name no list knows
+        ("Stroop in OpenSesame", "stroop_in_opensesame"),
+        ("GoNoGo task", "gonogo_task"),
     ],
 )
 def test_automatic_table_name_keeps_words_whole(name, table_name):

@@ -227,14 +227,19 @@ def suggest_name(text: str, kind: str = "column") -> str | None:
     """A valid identifier near what was typed (`Reaction Time` → `reaction_time`).
 
     camelCase splits (`expName` → `exp_name`, `IPAddress` → `ip_address`) except in
-    the product names of _BRAND_WORDS (`jsPsych` → `jspsych`).
+    the product names of _BRAND_WORDS (`jsPsych` → `jspsych`). A type's name written
+    as words keeps them whole whatever their capitals (`NeuroBS flanker` →
+    `neurobs_flanker`): its writer put the spaces between them.
     """
     ascii_text = (
         unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode("ascii")
     )
     ascii_text = _BRAND_WORDS.sub(lambda m: f"_{m[0].lower()}_", ascii_text)
-    ascii_text = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", ascii_text)  # camelCase
-    ascii_text = re.sub(r"(?<=[A-Z])(?=[A-Z][a-z]{2})", "_", ascii_text)  # IPAddress
+    if not (kind == "table" and re.search(r"\S\s+\S", ascii_text)):
+        ascii_text = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", ascii_text)  # camelCase
+        ascii_text = re.sub(
+            r"(?<=[A-Z])(?=[A-Z][a-z]{2})", "_", ascii_text
+        )  # IPAddress
     name = re.sub(r"[^a-z0-9]+", "_", ascii_text.lower()).strip("_")
     for prefix in ("pg_", "sqlite_"):
         while name.startswith(prefix):
