@@ -252,8 +252,20 @@ def check_new_type(
         check_table_name(table_name)
     except InvalidName as exc:
         problems.append(Problem("table_name", exc.message, exc.suggestion))
-    problems.extend(check_columns(defs))
+    if len(defs) > columns.MAX_COLUMNS:  # refused whole: none of them is dropped
+        problems.append(Problem("columns", too_many_columns(len(defs))))
+    else:
+        problems.extend(check_columns(defs))
     return name, table_name, problems
+
+
+def too_many_columns(count: int) -> str:
+    """Why a new type of `count` columns is refused (over columns.MAX_COLUMNS)."""
+    return (
+        f"A type has at most {columns.MAX_COLUMNS:,} columns; this one has "
+        f"{count:,}. Remove {count - columns.MAX_COLUMNS:,}, or split the measures "
+        "over two types."
+    )
 
 
 # ----------------------------------------------------------------------

@@ -12,7 +12,7 @@ from wave_web import columns
 from wave_web.columns import ColumnDef
 
 MAX_BUILDER_COLUMNS = columns.MAX_COLUMNS
-_FIELD = re.compile(r"columns-(\d{1,3})-(name|type|nullable|description)")
+_FIELD = re.compile(r"columns-(\d{1,6})-(name|type|nullable|description)")
 
 
 @dataclass
@@ -42,7 +42,7 @@ class BuilderState:
                 description=row.get("description", "").strip(),
             )
             for _, row in sorted(rows.items())
-        ][:MAX_BUILDER_COLUMNS]
+        ]  # all of them: over MAX_BUILDER_COLUMNS the type is refused, not cut
         return cls(
             name=form.get("name", ""),
             description=form.get("description", ""),

@@ -19,6 +19,7 @@ from wave_web.errors import NameTaken
 from wave_web.errors import NotFound
 from wave_web.errors import WaveError
 from wave_web.experiment_types import bp
+from wave_web.experiment_types.forms import MAX_BUILDER_COLUMNS
 from wave_web.experiment_types.forms import BuilderState
 from wave_web.extensions import db
 from wave_web.htmx import is_htmx
@@ -96,6 +97,7 @@ def _builder(template: str, state: BuilderState, status: int = 200, check: bool 
         "problems": problems,
         "table_name": table_name,
         "ddl": ddl,
+        "max_columns": MAX_BUILDER_COLUMNS,
         "oob": template.endswith("_checks.html"),  # live checks swap out of band
     }
     return render_template(template, **context), status
