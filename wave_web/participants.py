@@ -186,8 +186,8 @@ def _statements(tables: tuple[str, ...], shape: tuple, limit: int) -> list:
     return _cached(
         key,
         lambda: [
-            _ids_statement(tables[start : start + PER_STATEMENT], start, shape, limit)
-            for start in range(0, len(tables), PER_STATEMENT)
+            _ids_statement(chunk, n * PER_STATEMENT, shape, limit)
+            for n, chunk in enumerate(_chunks(tables))
         ],
     )
 
