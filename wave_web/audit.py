@@ -32,6 +32,7 @@ from wave_web.models import User
 from wave_web.params import parse_id
 
 PAGE_SIZE = 50
+MAX_FILTER_TEXT = 255  # characters of a filter field (actor and object id are shorter)
 EXPORT_BATCH = 1000
 CSV_HEADER = (
     "id",
@@ -156,11 +157,17 @@ class AuditFilter:
     def from_args(cls, args: Mapping[str, str]) -> AuditFilter:
         """Parse the query string; InvalidValue (400) names a bad field."""
         text = {
-            k: str(args.get(k, "")).strip()[:255]
+            k: str(args.get(k, "")).strip()
             for k in ("actor", "action", "object_type", "object_id")
         }
         for key, value in text.items():
             columns.clean_text(value, key.replace("_", " "), field=key)
+            if len(value) > MAX_FILTER_TEXT:  # longer than any stored value: refused
+                raise InvalidValue(
+                    f"The {key.replace('_', ' ')} has at most {MAX_FILTER_TEXT} "
+                    f"characters; this one has {len(value):,}.",
+                    field=key,
+                )
         if text["action"] and text["action"] not in ACTIONS.keys() | GROUPS.keys():
             raise InvalidValue(
                 f"“{columns.shorten(text['action'])}” is not an action of the log: "

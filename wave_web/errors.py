@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
+from typing import Any
 
 import sqlalchemy.exc as sa_exc
 from flask import Flask
@@ -122,6 +124,35 @@ def render_error(code: int, detail: str | None = None):
     return response, code, headers
 
 
+def _megabytes(size: int) -> str:
+    return f"{size / (1024 * 1024):,.1f}".removesuffix(".0") + " MB"
+
+
+def too_large_message(cfg: Mapping[str, Any]) -> str:
+    """What a 413 refused, with the limit that applied (nothing is ever cut short)."""
+    length = request.content_length or 0
+    upload = cfg.get("MAX_CONTENT_LENGTH")
+    text = cfg.get("MAX_FORM_MEMORY_SIZE")
+    if upload and length > upload:
+        return (
+            f"This upload is {_megabytes(length)}; the server accepts at most "
+            f"{_megabytes(upload)}. Nothing was saved: split the file, or ask an "
+            "administrator to raise the limit (WAVE_MAX_UPLOAD_MB)."
+        )
+    if request.mimetype == "multipart/form-data":
+        parts = cfg.get("MAX_FORM_PARTS") or 1000
+        return (
+            f"This form sends more than {parts:,} fields, or a text field over "
+            f"{_megabytes(text or 0)}; a form holds at most {parts:,} fields. "
+            "Nothing was saved."
+        )
+    return (
+        f"This form sends {_megabytes(length)} of text; a form holds at most "
+        f"{_megabytes(text or 0)}. Nothing was saved: shorten the longest fields, "
+        "or import the data from a file."
+    )
+
+
 def _api_error(code: int, detail: str):
     if code >= 500:  # never internal text; the clients retry these
         detail = API_DETAILS.get(code, API_DETAILS[500])
@@ -177,6 +208,8 @@ def init_app(app: Flask) -> None:
     def http_error(exc: HTTPException):
         code = exc.code or 500
         detail = exc.description if code in (400, 409, 422) and _is_ours(exc) else None
+        if code == 413 and not request.path.startswith("/api/"):
+            detail = too_large_message(app.config)
         response = make_response(render_error(code, detail))
         for name, value in exc.get_headers():  # e.g. Allow on a 405
             if name.lower() != "content-type":

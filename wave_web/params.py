@@ -8,6 +8,8 @@ from wave_web.errors import bad_request
 
 MAX_ID = 2**31 - 1  # INTEGER primary keys; a larger number can name no row
 MAX_PAGE = 1_000_000
+MAX_SEARCH = 200  # characters of a list's search text
+MAX_TAG_FILTER = 100  # a tag name (tags are at most 100 characters)
 
 
 def parse_id(raw: str | None) -> int | None:
@@ -30,3 +32,14 @@ def page_arg(name: str = "page") -> int:
     if page is None or page > MAX_PAGE:
         raise bad_request(f"The page number “{raw[:20]}” is not valid; use 1, 2, 3 …")
     return page
+
+
+def text_arg(name: str, limit: int, what: str) -> str:
+    """Trimmed text from the query string; longer than `limit` is a 400, never cut."""
+    text = request.args.get(name, "").strip()
+    if len(text) > limit:
+        raise bad_request(
+            f"{what} has at most {limit} characters; this one has {len(text):,}. "
+            "Shorten it and search again."
+        )
+    return text

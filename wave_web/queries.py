@@ -37,6 +37,7 @@ from wave_web.models import ExperimentType
 PAGE_SIZES = (25, 50, 100, 500)
 DEFAULT_PAGE_SIZE = 50
 COUNT_CAP = 10_000
+MAX_FILTERS = 50  # conditions of one view (SQLite parses at most 1,000 levels deep)
 
 
 class BadQuery(WaveError):
@@ -517,6 +518,12 @@ class RowQuery:
             name, sep, op = key.partition("__")
             col = _known(by_name, name, key)
             filters.append(parse_filter(col, op if sep else "exact", text))
+        if len(filters) > MAX_FILTERS:
+            raise BadQuery(
+                f"A view has at most {MAX_FILTERS} filters; this one has "
+                f"{len(filters):,}. Remove some to see the rows.",
+                field="_filters",
+            )
         sort = state.get("_sort", "id")
         sort_col = _known(by_name, sort, "_sort")
         if not sort_col.sortable:
@@ -537,6 +544,11 @@ class RowQuery:
         )
         query.cursor()  # validate now: a damaged cursor is a 400, not a later 500
         return query
+
+    @property
+    def filter_room(self) -> int:
+        """How many more filters this view takes (MAX_FILTERS in all)."""
+        return max(MAX_FILTERS - len(self.filters), 0)
 
     @property
     def sort_column(self) -> GridColumn:

@@ -26,8 +26,11 @@ from wave_web.gridview import canonical_redirect
 from wave_web.gridview import render_grid
 from wave_web.htmx import redirect_to
 from wave_web.models import Experiment
+from wave_web.params import MAX_SEARCH
+from wave_web.params import MAX_TAG_FILTER
 from wave_web.params import page_arg
 from wave_web.params import parse_id
+from wave_web.params import text_arg
 
 
 def _filter_from_args() -> catalog.ExperimentFilter:
@@ -38,9 +41,9 @@ def _filter_from_args() -> catalog.ExperimentFilter:
             "The type filter must be a type id; pick a type from the list."
         )
     return catalog.ExperimentFilter(
-        q=request.args.get("q", "").strip()[:200],
+        q=text_arg("q", MAX_SEARCH, "The search text"),
         type_id=type_id,
-        tag=request.args.get("tag", "").strip()[:100],
+        tag=text_arg("tag", MAX_TAG_FILTER, "A tag name"),
         page=page_arg(),
     )
 

@@ -13,7 +13,9 @@ from wave_web.errors import InvalidValue
 from wave_web.errors import NameTaken
 from wave_web.extensions import db
 from wave_web.htmx import redirect_to
+from wave_web.params import MAX_TAG_FILTER
 from wave_web.params import page_arg
+from wave_web.params import text_arg
 from wave_web.tags import bp
 
 
@@ -25,7 +27,7 @@ def _field_of(exc: InvalidValue | NameTaken) -> str:
 @bp.get("/")
 @requires("viewer")
 def index():
-    q = request.args.get("q", "").strip()[:100]
+    q = text_arg("q", MAX_TAG_FILTER, "The search text")
     pagination, usage = catalog.list_tags(page=page_arg(), q=q)
     return render_template(
         "tags/index.html", pagination=pagination, usage=usage, q=q, form={}, errors={}
