@@ -115,3 +115,8 @@ def form_values(page: Element, form: Element | None = None) -> dict[str, str]:
         elif e.tag == "textarea" and "name" in e.attrs:
             values[e.attrs["name"]] = e.text
     return values
+
+
+def row_fields(**values: str) -> dict[str, str]:
+    """Row values as the add/edit forms post them: `row.<column>`."""
+    return {f"row.{name}": value for name, value in values.items()}

@@ -14,6 +14,7 @@ from tests.factories import make_rows
 from tests.factories import make_type
 from tests.htmlparse import form_values
 from tests.htmlparse import parse
+from tests.htmlparse import row_fields
 from wave_web import datatables
 from wave_web import queries
 from wave_web import schema
@@ -208,7 +209,7 @@ def test_edit_saves_and_moves_updated_at(client, db, rows):
     row_id = rows.a_ids[0]
     before = stored(db, rows, row_id)
     form = edit_form(client, rows, rows.a, row_id)
-    form.update(score="99", label="changed", correct="false")
+    form.update(row_fields(score="99", label="changed", correct="false"))
     response = client.post(rows.url(rows.a, f"/{row_id}"), data=form)
     assert response.status_code == 303
     after = stored(db, rows, row_id)
@@ -230,7 +231,7 @@ def test_edit_saves_and_moves_updated_at(client, db, rows):
 def test_edit_with_invalid_values_shows_messages_at_the_fields(client, db, rows):
     row_id = rows.a_ids[1]
     form = edit_form(client, rows, rows.a, row_id)
-    form.update(score="1.5", trial_block="")
+    form.update(row_fields(score="1.5", trial_block=""))
     response = client.post(rows.url(rows.a, f"/{row_id}"), data=form)
     assert response.status_code == 422
     page = parse(response.data)
@@ -244,11 +245,11 @@ def test_stale_edit_is_refused_and_shows_both_versions(client, db, rows):
     row_id = rows.a_ids[2]
     mine = edit_form(client, rows, rows.a, row_id)
     theirs = edit_form(client, rows, rows.a, row_id)
-    theirs["score"] = "500"
+    theirs["row.score"] = "500"
     assert client.post(rows.url(rows.a, f"/{row_id}"), data=theirs).status_code == 303
     saved = stored(db, rows, row_id)
 
-    mine["score"] = "600"
+    mine["row.score"] = "600"
     response = client.post(rows.url(rows.a, f"/{row_id}"), data=mine)
     assert response.status_code == 409
     assert stored(db, rows, row_id) == saved  # unchanged
@@ -284,13 +285,13 @@ def test_saving_unchanged_values_writes_nothing(client, db, rows):
 def test_edit_keeps_multiline_text_and_json(client, db, rows):
     row_id = rows.a_ids[3]
     form = edit_form(client, rows, rows.a, row_id)
-    form.update(notes="\nfirst\r\nsecond", meta='{"k": "v"}')
+    form.update(row_fields(notes="\nfirst\r\nsecond", meta='{"k": "v"}'))
     assert client.post(rows.url(rows.a, f"/{row_id}"), data=form).status_code == 303
     row = stored(db, rows, row_id)
     assert row["notes"] == "\nfirst\nsecond"
     assert row["meta"] == {"k": "v"}
     again = edit_form(client, rows, rows.a, row_id)
-    assert again["notes"] == "\nfirst\nsecond"
+    assert again["row.notes"] == "\nfirst\nsecond"
     assert client.post(rows.url(rows.a, f"/{row_id}"), data=again).status_code == 303
     assert stored(db, rows, row_id) == row  # an untouched form changes nothing
 
@@ -313,7 +314,10 @@ def test_edit_keeps_multiline_text_and_json(client, db, rows):
 def test_row_of_another_experiment_is_not_found(client, db, rows, method, rest):
     row_id = rows.a_ids[0]
     before = stored(db, rows, row_id)
-    data = {"participant_id": "hijack", "expected_updated_at": "2020-01-01T00:00:00"}
+    data = {
+        "row.participant_id": "hijack",
+        "expected_updated_at": "2020-01-01T00:00:00",
+    }
     response = getattr(client, method)(rows.url(rows.b, f"/{row_id}{rest}"), data=data)
     assert response.status_code == 404
     assert stored(db, rows, row_id) == before
@@ -336,7 +340,7 @@ def test_add_row_stores_it_and_counts_it(client, db, rows):
     response = client.get(rows.url(rows.a, "/new"))
     assert response.status_code == 200
     assert parse(response.data).find("input", id="field-participant_id") is not None
-    response = client.post(rows.url(rows.a, "/new"), data=GOOD_FORM)
+    response = client.post(rows.url(rows.a, "/new"), data=row_fields(**GOOD_FORM))
     assert response.status_code == 303
     assert row_count(db, rows.a) == 6
     assert row_count(db, rows.b) == 3
@@ -355,7 +359,7 @@ def test_add_row_stores_it_and_counts_it(client, db, rows):
 
 
 def test_add_row_with_errors_adds_nothing(client, db, rows):
-    form = {**GOOD_FORM, "participant_id": "", "rt": "fast"}
+    form = row_fields(**{**GOOD_FORM, "participant_id": "", "rt": "fast"})
     response = client.post(rows.url(rows.a, "/new"), data=form)
     assert response.status_code == 422
     page = parse(response.data)
@@ -499,21 +503,21 @@ def test_htmx_edit_is_a_row_fragment_with_labelled_inputs(client, rows):
     inputs = [e for e in tr.iter() if e.tag in ("input", "select", "textarea")]
     named = [e for e in inputs if e.attrs.get("type") != "hidden"]
     assert {e.attrs["name"] for e in named} == {
-        "participant_id",
-        "score",
-        "rt",
-        "label",
-        "correct",
-        "seen_at",
-        "meta",
-        "trial_block",
+        "row.participant_id",
+        "row.score",
+        "row.rt",
+        "row.label",
+        "row.correct",
+        "row.seen_at",
+        "row.meta",
+        "row.trial_block",
     }  # notes is hidden in the grid: not in the form, so not overwritten
     labels = {e.attrs["for"] for e in tr.find_all("label")}
     assert {e.attrs["id"] for e in named} <= labels
-    assert tr.find("input", name="score").attrs["type"] == "number"
-    assert tr.find("input", name="score").attrs["step"] == "any"
-    assert tr.find("textarea", name="meta") is not None
-    assert tr.find("input", name="seen_at").attrs["placeholder"].startswith("2024")
+    assert tr.find("input", name="row.score").attrs["type"] == "number"
+    assert tr.find("input", name="row.score").attrs["step"] == "any"
+    assert tr.find("textarea", name="row.meta") is not None
+    assert tr.find("input", name="row.seen_at").attrs["placeholder"].startswith("2024")
     assert tr.find("a", **{"data-cancel": ""}) is not None
     assert tr.find("input", name="csrf_token") is not None
 
@@ -522,7 +526,7 @@ def test_htmx_save_returns_the_display_row_marked_saved(client, db, rows):
     row_id = rows.a_ids[0]
     page = parse(client.get(rows.url(rows.a, f"/{row_id}/edit"), headers=HX).data)
     form = browser_values(page)
-    form["score"] = "77"
+    form["row.score"] = "77"
     response = client.post(rows.url(rows.a, f"/{row_id}"), data=form, headers=HX)
     assert response.status_code == 200
     assert b"<html" not in response.data
@@ -537,17 +541,20 @@ def test_htmx_errors_and_conflicts_return_the_edit_row(client, db, rows):
     row_id = rows.a_ids[1]
     page = parse(client.get(rows.url(rows.a, f"/{row_id}/edit"), headers=HX).data)
     expected = page.find("input", name="expected_updated_at").attrs["value"]
-    form = {"participant_id": "a1", "score": "x", "expected_updated_at": expected}
+    form = {
+        **row_fields(participant_id="a1", score="x"),
+        "expected_updated_at": expected,
+    }
     response = client.post(rows.url(rows.a, f"/{row_id}"), data=form, headers=HX)
     assert response.status_code == 422
     assert b"<html" not in response.data
     tr = parse(response.data).find("tr")
     assert "data-editing" in tr.attrs
-    assert tr.find("input", name="score").attrs["aria-invalid"] == "true"
+    assert tr.find("input", name="row.score").attrs["aria-invalid"] == "true"
 
-    form["score"] = "8"
+    form["row.score"] = "8"
     assert client.post(rows.url(rows.a, f"/{row_id}"), data=form).status_code == 303
-    form["score"] = "9"  # same old version again: stale
+    form["row.score"] = "9"  # same old version again: stale
     response = client.post(rows.url(rows.a, f"/{row_id}"), data=form, headers=HX)
     assert response.status_code == 409
     tr = parse(response.data).find("tr")

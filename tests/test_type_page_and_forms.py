@@ -73,7 +73,7 @@ def test_add_row_form_shows_each_description_as_linked_help_text(client, describ
 
 
 def test_add_row_errors_keep_the_help_text_linked(client, described):
-    form = {"participant_id": "P2", "rt": "fast", "word": "red"}
+    form = {"row.participant_id": "P2", "row.rt": "fast", "row.word": "red"}
     response = client.post(rows_url(described, "/new"), data=form)
     assert response.status_code == 422
     page = parse(response.data)

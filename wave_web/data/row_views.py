@@ -69,12 +69,19 @@ def _texts(xtype: Any, row: Mapping[str, Any]) -> dict[str, str]:
     return {c.name: queries.format_cell(c, row[c.name]) for c in _fields(xtype)}
 
 
+# Row values are posted as `row.<column>`: a column may be named like a field of the
+# form itself (csrf_token, expected_updated_at, action, back, ids), and no column
+# name holds a dot, so the two can never meet.
+FIELD_PREFIX = "row."
+
+
 def _submitted(xtype: Any) -> dict[str, str]:
     """The posted values of editable columns (absent ones stay absent)."""
     out = {}
     for c in _fields(xtype):
-        if c.name in request.form:
-            text = request.form[c.name]
+        name = FIELD_PREFIX + c.name
+        if name in request.form:
+            text = request.form[name]
             if c.type in ("TEXT", "JSON"):
                 # Browsers send a textarea's line breaks as CRLF: keep what was typed.
                 text = text.replace("\r\n", "\n")
