@@ -12,10 +12,14 @@ from tests.factories import make_experiment
 from tests.factories import make_rows
 from tests.factories import make_type
 from tests.htmlparse import parse
+from wave_web import columns
 from wave_web import datatables
 from wave_web import params
 from wave_web import queries
 from wave_web.audit import MAX_FILTER_TEXT
+from wave_web.extensions import db as _db
+from wave_web.models import Experiment
+from wave_web.models import Tag
 from werkzeug.datastructures import MultiDict
 
 
@@ -155,3 +159,49 @@ def test_an_upload_over_the_size_limit_gets_a_413_that_states_it(app, client, db
     text = parse(response.data).text
     assert "the server accepts at most 1 MB" in text
     assert "This upload is 2 MB" in text
+
+
+# -- tags per experiment ------------------------------------------------------------
+
+
+def experiment_form(xtype, tags: list[str]) -> dict[str, str]:
+    return {
+        "experiment_type_id": str(xtype.id),
+        "description": "Many tags",
+        "new_tags": ", ".join(tags),
+        "additional_data": "",
+    }
+
+
+def test_experiment_form_refuses_more_tags_than_the_limit(client, db):
+    xtype = make_type()
+    tags = [f"t{i}" for i in range(columns.MAX_TAGS + 1)]
+    response = client.post("/experiments/new", data=experiment_form(xtype, tags))
+    assert response.status_code == 422
+    page = parse(response.data)
+    assert "is-invalid" in page.find(id="new_tags").attrs["class"]
+    assert f"at most {columns.MAX_TAGS} tags; this one has 11" in page.text
+    assert _db.session.query(Experiment).count() == 0
+    assert _db.session.query(Tag).count() == 0  # refused before any tag is created
+
+
+def test_experiment_form_keeps_tags_up_to_the_limit_and_states_it(client, db):
+    xtype = make_type()
+    page = parse(client.get(f"/experiments/new?type_id={xtype.id}").data)
+    assert f"Up to {columns.MAX_TAGS} tags" in page.find(id="new_tags-help").text
+    tags = [f"t{i}" for i in range(columns.MAX_TAGS)] + ["T0"]  # a repeat counts once
+    response = client.post("/experiments/new", data=experiment_form(xtype, tags))
+    assert response.status_code == 303
+    assert len(_db.session.query(Experiment).one().tags) == columns.MAX_TAGS
+
+
+def test_experiment_edit_refuses_more_tags_than_the_limit(client, db):
+    xtype = make_type()
+    experiment = make_experiment(xtype, "Tagged", ["a"])
+    tags = [f"t{i}" for i in range(columns.MAX_TAGS + 1)]
+    form = experiment_form(xtype, tags)
+    response = client.post(f"/experiments/{experiment.uuid}/edit", data=form)
+    assert response.status_code == 422
+    assert f"at most {columns.MAX_TAGS} tags" in parse(response.data).text
+    _db.session.expire_all()
+    assert _db.session.get(Experiment, experiment.uuid).tags == ["a"]

@@ -373,10 +373,18 @@ def resolve_tags(names: Iterable[str], repeats: bool = False) -> list[str]:
     """Canonical tag names for `names`, creating unknown ones.
 
     A name given twice is kept once, unless `repeats` (the API keeps a list as sent).
+    More than columns.MAX_TAGS is refused before any tag is created.
     """
+    cleaned = [columns.clean_tag_name(raw) for raw in names]
+    count = len(cleaned) if repeats else len({name_key(n) for n in cleaned})
+    if count > columns.MAX_TAGS:
+        raise InvalidValue(
+            f"An experiment has at most {columns.MAX_TAGS} tags; this one has "
+            f"{count}. Remove {count - columns.MAX_TAGS}.",
+            field="tags",
+        )
     result: list[str] = []
-    for raw in names:
-        name = columns.clean_tag_name(raw)
+    for name in cleaned:
         tag = find_tag(name) or _add_tag(name)
         if repeats or tag.name_key not in {name_key(r) for r in result}:
             result.append(tag.name)

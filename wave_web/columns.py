@@ -346,6 +346,7 @@ def clean_text(text: str, what: str, field: str | None = None) -> str:
 
 
 MAX_TAG_LENGTH = 50
+MAX_TAGS = 10  # tags of one experiment (api-v1.md: at most 10 items)
 
 
 def clean_tag_name(raw: str) -> str:

@@ -33,7 +33,7 @@ INT64_MAX = 2**63 - 1
 Offset = Annotated[int, Field(ge=0), AfterValidator(lambda n: min(n, INT64_MAX))]
 Limit = Annotated[int, Field(ge=1, le=1000)]
 Name100 = Annotated[str, Field(max_length=100)]
-MAX_TAGS = 10
+MAX_TAGS = columns.MAX_TAGS
 
 
 class Body(BaseModel):

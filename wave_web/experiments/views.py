@@ -81,6 +81,7 @@ def _render_form(
         types=schema.all_types(),
         tags=catalog.all_tag_names(),
         selected_tags=set(form.getlist("tags")),
+        max_tags=columns.MAX_TAGS,
     ), status
 
 
