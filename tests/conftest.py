@@ -178,12 +178,14 @@ class RequestIsolatedClient(FlaskClient):
 
 
 @contextlib.contextmanager
-def statements():
-    """The SQL statements the app's engine runs inside the block (app context)."""
+def statements(containing: str | None = None):
+    """The SQL statements the app's engine runs inside the block (app context);
+    with `containing`, only those whose text holds it (e.g. a table name)."""
     seen: list[str] = []
 
     def listen(conn, cursor, statement, *args):
-        seen.append(statement)
+        if containing is None or containing in statement:
+            seen.append(statement)
 
     sa.event.listen(_db.engine, "before_cursor_execute", listen)
     try:

@@ -6,7 +6,6 @@ statistics.stdev for the sample standard deviation) from the stored rows of the 
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import math
 import statistics
@@ -20,6 +19,7 @@ from urllib.parse import urlsplit
 import pytest
 import sqlalchemy as sa
 from flask import current_app
+from tests.conftest import statements
 from tests.factories import make_experiment
 from tests.factories import make_rows
 from tests.factories import make_type
@@ -514,20 +514,9 @@ def test_wide_type_is_summarised_in_several_statements(db):
 # ----------------------------------------------------------------------
 
 
-@contextlib.contextmanager
 def data_statements(table_name: str = "summary_data"):
     """The statements run on a data table while the block runs."""
-    seen: list[str] = []
-
-    def listen(conn, cursor, statement, parameters, context, executemany):
-        if table_name in statement:
-            seen.append(statement)
-
-    sa.event.listen(_db.engine, "before_cursor_execute", listen)
-    try:
-        yield seen
-    finally:
-        sa.event.remove(_db.engine, "before_cursor_execute", listen)
+    return statements(containing=table_name)
 
 
 def fresh(data, args=(), experiment=True) -> dict[str, ColumnSummary]:
