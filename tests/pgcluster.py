@@ -8,6 +8,7 @@ PostgreSQL refuses to run as root, so as root the server programs run as the
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
 import pwd
@@ -118,9 +119,7 @@ class PgCluster:
 
     def stop(self, mode: str = "fast") -> None:
         """pg_ctl stop (`fast` ends sessions; `immediate` is a crash without kill)."""
-        self._run(
-            "pg_ctl", "-D", str(self.data), "-m", mode, "-w", "stop", check=False
-        )
+        self._run("pg_ctl", "-D", str(self.data), "-m", mode, "-w", "stop", check=False)
 
     def restart(self, mode: str = "fast") -> None:
         self.stop(mode)
@@ -140,10 +139,8 @@ class PgCluster:
                 ["pgrep", "-P", str(pid)], stdout=subprocess.PIPE, text=True
             ).stdout.split()
             for each in [pid, *map(int, children)]:
-                try:
+                with contextlib.suppress(ProcessLookupError):
                     os.kill(each, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
             time.sleep(0.5)
             (self.data / "postmaster.pid").unlink(missing_ok=True)
 
@@ -170,8 +167,7 @@ class PgCluster:
                 "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres",
                 "-d", database, "-X", "-q", "-tA", "-v", "ON_ERROR_STOP=1", "-c", sql,
             ],
-            check=True, timeout=60, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            text=True,
+            check=True, timeout=60, capture_output=True, text=True,
         )  # fmt: skip
         return result.stdout.strip()
 
