@@ -1,4 +1,5 @@
-"""flask commands: init-db, demo, keys create, users create. Thin: domain calls."""
+"""flask commands: init-db, demo, keys create, users create, partition-type. Thin:
+domain calls."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from flask import Flask
 from wave_web import accounts
 from wave_web import database
 from wave_web import demo
+from wave_web import partitioning
 from wave_web.errors import WaveError
 from wave_web.extensions import db
 from wave_web.models import API_ROLES
@@ -79,3 +81,22 @@ def init_app(app: Flask) -> None:
             db.session.rollback()
             raise click.ClickException(exc.message) from None
         click.echo(f"Created {role} {email}.")
+
+    @app.cli.command("partition-type")
+    @click.argument("table_name")
+    def partition_type(table_name: str) -> None:
+        """Partition a very large type's table by experiment (PostgreSQL only).
+
+        One transaction holding an ACCESS EXCLUSIVE lock on that table: its pages
+        and imports wait until the rows are copied and the indexes rebuilt.
+        """
+        try:
+            done = partitioning.partition_type(partitioning.find_by_table(table_name))
+        except WaveError as exc:
+            db.session.rollback()
+            raise click.ClickException(exc.message) from None
+        click.echo(
+            f"Partitioned {done.table_name} by experiment into "
+            f"{partitioning.MODULUS} partitions: {done.rows:,} rows "
+            f"in {done.seconds:.1f} s."
+        )

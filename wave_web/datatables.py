@@ -59,11 +59,15 @@ def index_name(table_name: str, suffix: str) -> str:
 TABLE_OPTIONS = {"sqlite_autoincrement": True}
 
 
-def standard_columns() -> list[sa.Column]:
-    """The seed's columns that every data table starts with."""
+def standard_columns(partitioned: bool = False) -> list[sa.Column]:
+    """The seed's columns that every data table starts with.
+
+    A table partitioned by experiment_uuid (partitioning.py) must have it in its
+    primary key: (id, experiment_uuid); id stays the one SERIAL of the table.
+    """
     return [
         sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-        sa.Column("experiment_uuid", sa.Uuid, nullable=False),
+        sa.Column("experiment_uuid", sa.Uuid, nullable=False, primary_key=partitioned),
         sa.Column("participant_id", columns.text_type(100), nullable=False),
         sa.Column("created_at", sa.DateTime, nullable=False, default=naive_utcnow),
         sa.Column(
@@ -83,16 +87,29 @@ def custom_column(col: ColumnDef, name: str | None = None) -> sa.Column:
 
 
 def build_table(
-    table_name: str, defs: Iterable[ColumnDef], metadata: sa.MetaData | None = None
+    table_name: str,
+    defs: Iterable[ColumnDef],
+    metadata: sa.MetaData | None = None,
+    partitioned: bool = False,
+    indexes: bool = True,
 ) -> sa.Table:
-    """The full Table (standard + custom columns + indexes) for a registry entry."""
+    """The full Table (standard + custom columns + indexes) for a registry entry.
+
+    `partitioned`: the PostgreSQL parent PARTITION BY HASH (experiment_uuid), whose
+    partitions partitioning.create_partitions makes.
+    """
+    options: dict[str, Any] = dict(TABLE_OPTIONS)
+    if partitioned:
+        options["postgresql_partition_by"] = "HASH (experiment_uuid)"
     table = sa.Table(
         table_name,
         metadata if metadata is not None else sa.MetaData(),
-        *standard_columns(),
+        *standard_columns(partitioned),
         *(custom_column(c) for c in defs),
-        **TABLE_OPTIONS,
+        **options,
     )
+    if not indexes:
+        return table
     sa.Index(index_name(table_name, "exp"), table.c.experiment_uuid)
     sa.Index(index_name(table_name, "pid"), table.c.participant_id)
     sa.Index(index_name(table_name, "exp_id"), table.c.experiment_uuid, table.c.id)
@@ -105,11 +122,24 @@ def existing_table_names(conn: sa.Connection) -> set[str]:
 
 
 def create_table(
-    conn: sa.Connection, table_name: str, defs: Iterable[ColumnDef]
+    conn: sa.Connection,
+    table_name: str,
+    defs: Iterable[ColumnDef],
+    partitioned: bool = False,
 ) -> sa.Table:
-    """CREATE TABLE + indexes on `conn`, inside the caller's transaction."""
-    table = build_table(table_name, defs)
+    """CREATE TABLE + indexes on `conn`, inside the caller's transaction.
+
+    `partitioned` (PostgreSQL only): a parent partitioned by experiment_uuid and its
+    hash partitions, which inherit the parent's indexes.
+    """
+    from wave_web import partitioning  # partitioning imports this module
+
+    if partitioned:
+        partitioning.require_supported(conn.dialect)
+    table = build_table(table_name, defs, partitioned=partitioned)
     table.create(conn)
+    if partitioned:
+        partitioning.create_partitions(conn, table_name)
     return table
 
 
@@ -186,7 +216,8 @@ def reflect_now(
 
 
 def _reflect(conn: sa.Connection, table_name: str, defs: list[ColumnDef]) -> sa.Table:
-    found = {c["name"] for c in sa.inspect(conn).get_columns(table_name)}
+    inspector = sa.inspect(conn)
+    found = {c["name"] for c in inspector.get_columns(table_name)}
     expected = set(columns.STANDARD_COLUMNS) | {c.name for c in defs}
     if found != expected:
         log.error(
@@ -198,10 +229,12 @@ def _reflect(conn: sa.Connection, table_name: str, defs: list[ColumnDef]) -> sa.
         raise TableMismatch()
     # Column types come from the registry: they carry how values are bound and read
     # (ExactFloat, JSON null as NULL, COLLATE "C"); reflection contributes the indexes.
+    # A partitioned table's primary key is (id, experiment_uuid): declared as found.
+    key = inspector.get_pk_constraint(table_name)["constrained_columns"]
     return sa.Table(
         table_name,
         sa.MetaData(),
-        *standard_columns(),
+        *standard_columns(partitioned="experiment_uuid" in key),
         *(custom_column(c) for c in defs),
         autoload_with=conn,
         **TABLE_OPTIONS,
@@ -1140,11 +1173,18 @@ def _json_numbers(conn: sa.Connection, table_name: str, name: str) -> dict[int, 
 
 
 def create_statements(
-    table_name: str, defs: Iterable[ColumnDef], dialect: sa.Dialect
+    table_name: str,
+    defs: Iterable[ColumnDef],
+    dialect: sa.Dialect,
+    partitioned: bool = False,
 ) -> list[str]:
     """The CREATE TABLE and CREATE INDEX statements for a preview (nothing is run)."""
-    table = build_table(table_name, defs)
+    from wave_web import partitioning  # partitioning imports this module
+
+    table = build_table(table_name, defs, partitioned=partitioned)
     statements = [str(sa.schema.CreateTable(table).compile(dialect=dialect)).strip()]
+    if partitioned:
+        statements += partitioning.partition_statements(table_name, dialect)
     statements += [
         str(sa.schema.CreateIndex(index).compile(dialect=dialect)).strip()
         for index in sorted(table.indexes, key=lambda i: i.name)

@@ -18,6 +18,7 @@ from sqlalchemy.orm.exc import StaleDataError
 
 from wave_web import columns
 from wave_web import datatables
+from wave_web import partitioning
 from wave_web.columns import ColumnDef
 from wave_web.errors import Conflict
 from wave_web.errors import InvalidName
@@ -280,6 +281,7 @@ def create_type(
     defs: Sequence[ColumnDef],
     commit: bool = True,
     stored: dict[str, Any] | None = None,
+    partitioned: bool = False,
 ) -> ExperimentType:
     """Registry row + CREATE TABLE + indexes + audit entry, in one transaction.
 
@@ -287,8 +289,14 @@ def create_type(
     file: experiment and rows commit with it) and must roll back on any error.
     `stored` is the schema_definition to keep when it is not the normal form (the
     API keeps a column given as "float" as sent); it must describe `defs`.
+    `partitioned` (PostgreSQL only, see partitioning.py): a very large type's table,
+    partitioned by experiment; refused on SQLite with the other problems.
     """
     name, table_name, problems = check_new_type(name, table_name, defs, description)
+    dialect = db.session.get_bind().dialect
+    if partitioned and not partitioning.supported(dialect):
+        refusal = partitioning.PartitioningUnsupported(dialect.name)
+        problems.append(Problem("size", refusal.message))
     if problems:
         db.session.rollback()
         raise SchemaProblems(problems)
@@ -301,17 +309,22 @@ def create_type(
     try:
         db.session.add(xtype)
         db.session.flush()  # the unique index serialises racing creators here
-        datatables.create_table(db.session.connection(), table_name, defs)
+        datatables.create_table(
+            db.session.connection(), table_name, defs, partitioned=partitioned
+        )
+        after = {
+            "name": name,
+            "table_name": table_name,
+            "schema_definition": xtype.schema_definition,
+        }
+        if partitioned:
+            after["partitioned"] = f"by experiment, {partitioning.MODULUS} partitions"
         record(
             "type.create",
             "experiment_type",
             xtype.id,
             f"Created type “{name}”",
-            after={
-                "name": name,
-                "table_name": table_name,
-                "schema_definition": xtype.schema_definition,
-            },
+            after=after,
         )
         if commit:
             db.session.commit()

@@ -24,6 +24,7 @@ class BuilderState:
     table_name: str = ""
     columns: list[ColumnDef] = field(default_factory=lambda: [ColumnDef("", "FLOAT")])
     focus: int | None = None
+    partitioned: bool = False  # "Expected size: very large" (PostgreSQL only)
 
     @classmethod
     def from_form(cls, form: MultiDict) -> BuilderState:
@@ -48,6 +49,7 @@ class BuilderState:
             description=form.get("description", ""),
             table_name=form.get("table_name", "").strip(),
             columns=defs,
+            partitioned=form.get("size") == "partitioned",
         )
 
     def apply(self, action: str) -> None:

@@ -9,6 +9,7 @@ from flask import request
 from flask import url_for
 
 from wave_web import datatables
+from wave_web import partitioning
 from wave_web import schema
 from wave_web.access import requires
 from wave_web.columns import ColumnDef
@@ -62,7 +63,11 @@ def create():
         return _builder(template, state)
     try:
         xtype = schema.create_type(
-            state.name, state.description, state.table_name, state.filled_columns
+            state.name,
+            state.description,
+            state.table_name,
+            state.filled_columns,
+            partitioned=state.partitioned,
         )
     except schema.SchemaProblems:
         return _builder_errors(state)
@@ -79,6 +84,11 @@ def _builder_errors(state: BuilderState):
 
 def _builder(template: str, state: BuilderState, status: int = 200, check: bool = True):
     problems = _problems(state) if check else {}
+    can_partition = partitioning.supported(db.engine.dialect)
+    if state.partitioned and not can_partition:
+        problems["size"] = schema.Problem(
+            "size", partitioning.PartitioningUnsupported(db.engine.dialect.name).message
+        )
     if not state.name.strip() and status != 422:
         problems.pop("name", None)
     table_name = state.table_name or state.proposed_table_name
@@ -90,7 +100,10 @@ def _builder(template: str, state: BuilderState, status: int = 200, check: bool 
     ddl = None
     if table_name and not problems:
         ddl = datatables.create_statements(
-            table_name, state.filled_columns, db.engine.dialect
+            table_name,
+            state.filled_columns,
+            db.engine.dialect,
+            partitioned=state.partitioned and can_partition,
         )
     context = {
         "state": state,
@@ -98,6 +111,7 @@ def _builder(template: str, state: BuilderState, status: int = 200, check: bool 
         "table_name": table_name,
         "ddl": ddl,
         "max_columns": MAX_BUILDER_COLUMNS,
+        "can_partition": can_partition,
         "oob": template.endswith("_checks.html"),  # live checks swap out of band
     }
     return render_template(template, **context), status
