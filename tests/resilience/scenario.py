@@ -470,17 +470,20 @@ def run(
             target=_user,
             args=(base, email, plan, results, stop, ready, job, n),
             name=f"{job.__name__}-{n}",
+            daemon=True,  # Ctrl-C in a bench run need not wait for them
         )
         for n, job in enumerate(work)
     ]
     for thread in threads:
         thread.start()
-    with contextlib.suppress(threading.BrokenBarrierError):
-        ready.wait(120)  # every user signed in (or gave up)
-    stop.wait(seconds)
-    stop.set()
-    for thread in threads:
-        thread.join(600)
+    try:
+        with contextlib.suppress(threading.BrokenBarrierError):
+            ready.wait(120)  # every user signed in (or gave up)
+        stop.wait(seconds)
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(600)
     return results
 
 
