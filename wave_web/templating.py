@@ -9,6 +9,7 @@ from typing import Any
 from flask import Flask
 
 from wave_web import columns
+from wave_web import gridcells
 
 # How the type pages describe each standard column (see datatables.create_table).
 STANDARD_COLUMN_LABELS = {
@@ -92,6 +93,8 @@ def init_app(app: Flask) -> None:
     )
     app.jinja_env.globals.update(
         cell=cell,
+        grid_cell=gridcells.grid_cell,
+        row_cells=gridcells.row_cells,
         column_types=columns.COLUMN_TYPES,
         standard_columns=standard_columns(),
     )
