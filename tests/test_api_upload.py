@@ -8,7 +8,6 @@ GET /api/v1/imports/<job_id> tells a job's state. Both databases.
 from __future__ import annotations
 
 import io
-import os
 import threading
 
 import pytest
@@ -18,6 +17,7 @@ from tests.api_helpers import bearer
 from tests.api_helpers import detail
 from tests.conftest import close_app_with_jobs
 from tests.conftest import make_app
+from tests.uploads_kept import kept_uploads
 from wave_web.api import uploads
 from wave_web.csv_io import jobs
 from wave_web.extensions import db as _db
@@ -85,8 +85,7 @@ def rows_of(api, experiment) -> list[dict]:
 
 
 def stored_files(app) -> list[str]:
-    folder = app.config["WAVE_UPLOAD_DIR"]
-    return sorted(os.listdir(folder)) if os.path.isdir(folder) else []
+    return kept_uploads(app)
 
 
 def job_rows(app) -> list[ImportJob]:

@@ -21,6 +21,7 @@ from tests.factories import make_experiment
 from tests.factories import make_rows
 from tests.factories import make_type
 from tests.htmlparse import parse
+from tests.uploads_kept import kept_uploads
 from wave_web import datatables
 from wave_web.columns import ColumnDef
 from wave_web.csv_io import jobs
@@ -129,8 +130,7 @@ def snapshot(xtype, *experiments) -> list:
 
 
 def uploads(app) -> list[str]:
-    folder = app.config["WAVE_UPLOAD_DIR"]
-    return sorted(os.listdir(folder)) if os.path.isdir(folder) else []
+    return kept_uploads(app)
 
 
 def form_fields(page, form) -> dict[str, str]:

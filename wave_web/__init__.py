@@ -19,6 +19,7 @@ from wave_web import errors
 from wave_web import htmx
 from wave_web import requestlog
 from wave_web import templating
+from wave_web.csv_io import queue
 from wave_web.errors import WaveError
 from wave_web.extensions import csrf
 from wave_web.extensions import db
@@ -58,6 +59,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         database.migrate_database(app, then=lambda: _first_admin_from_environment(app))
         app.before_request(lambda: _ensure_migrated(app))
     access.init_app(app)  # after the migration check: it reads the users
+    queue.init_app(app)  # PostgreSQL: this process claims import jobs too
     requestlog.init_app(app)  # last: its hook runs before every other
     if app.config["WAVE_PROXY_COUNT"]:  # behind nginx: the client's address, scheme
         count = app.config["WAVE_PROXY_COUNT"]

@@ -10,6 +10,7 @@ from wave_web import accounts
 from wave_web import database
 from wave_web import demo
 from wave_web import partitioning
+from wave_web.csv_io import queue
 from wave_web.errors import WaveError
 from wave_web.extensions import db
 from wave_web.models import API_ROLES
@@ -38,6 +39,20 @@ def init_app(app: Flask) -> None:
                 f"{exc.message} (the demo may already be loaded; "
                 "it only fills an empty app)"
             ) from None
+
+    @app.cli.command("worker")
+    @click.option("--until-idle", is_flag=True, help="Exit when no job is waiting.")
+    def worker(until_idle: bool) -> None:
+        """Run import jobs without serving pages (PostgreSQL; any number of them).
+
+        SIGTERM or Ctrl-C: no new job, running ones finish; a second one hands them
+        back to the queue for another worker.
+        """
+        try:
+            ran = queue.run_worker(app, until_idle)
+        except queue.NotNeeded as exc:
+            raise click.ClickException(str(exc)) from None
+        click.echo(f"Stopped after {ran} import job{'s' if ran != 1 else ''}.")
 
     @app.cli.group("keys")
     def keys() -> None:

@@ -31,6 +31,10 @@ def defaults(instance_path: str) -> dict[str, Any]:
         "WAVE_IMPORT_HEARTBEAT_SECONDS": 5,
         "WAVE_IMPORT_STALE_SECONDS": 60,
         "WAVE_IMPORT_ABANDON_HOURS": 24,
+        # PostgreSQL: job queue (wave_web/csv_io/queue.py)
+        "WAVE_RUN_JOBS": True,  # web processes claim jobs too; 0: only `flask worker`
+        "WAVE_IMPORT_ATTEMPTS": 3,  # runs of a job whose worker died, then failed
+        "WAVE_JOB_POLL_SECONDS": 2,
         # Accounts and sessions (wave_web/access.py, wave_web/accounts.py)
         "WAVE_SESSION_IDLE_MINUTES": 120,
         "WAVE_SESSION_MAX_HOURS": 12,
@@ -76,6 +80,10 @@ POSITIVE_INTEGERS = (
     ("WAVE_DB_TIMEOUT_SECONDS", "WAVE_DB_TIMEOUT_SECONDS", 1, "3"),
     ("WAVE_IMPORT_SYNC_SECONDS", "WAVE_IMPORT_SYNC_SECONDS", 1, "5"),
     ("WAVE_IMPORT_WORKERS", "WAVE_IMPORT_WORKERS", 1, "2"),
+    ("WAVE_IMPORT_HEARTBEAT_SECONDS", "WAVE_IMPORT_HEARTBEAT_SECONDS", 1, "5"),
+    ("WAVE_IMPORT_STALE_SECONDS", "WAVE_IMPORT_STALE_SECONDS", 1, "60"),
+    ("WAVE_IMPORT_ATTEMPTS", "WAVE_IMPORT_ATTEMPTS", 1, "3"),
+    ("WAVE_JOB_POLL_SECONDS", "WAVE_JOB_POLL_SECONDS", 1, "2"),
     ("WAVE_SESSION_IDLE_MINUTES", "WAVE_SESSION_IDLE_MINUTES", 1, "120"),
     ("WAVE_SESSION_MAX_HOURS", "WAVE_SESSION_MAX_HOURS", 1, "12"),
     ("WAVE_PROXY_COUNT", "WAVE_PROXY_COUNT", 1, "1"),
@@ -126,6 +134,9 @@ def from_environment(environ: Mapping[str, str] | None = None) -> dict[str, Any]
             "true",
             "yes",
         )
+    if env.get("WAVE_RUN_JOBS"):
+        off = ("0", "false", "no")
+        found["WAVE_RUN_JOBS"] = env["WAVE_RUN_JOBS"].strip().lower() not in off
     if env.get("WAVE_CORS_ORIGINS"):
         found["WAVE_CORS_ORIGINS"] = [
             o.strip() for o in env["WAVE_CORS_ORIGINS"].split(",") if o.strip()

@@ -427,10 +427,31 @@ class ImportJob(db.Model):
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     started_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     finished_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    # PostgreSQL: the worker process running it (heartbeat_at is its lease) and how
+    # many runs it took (csv_io/queue.py); SQLite runs jobs in-process, no claim.
+    claimed_by: Mapped[str | None] = mapped_column(sa.String(100))
+    attempts: Mapped[int] = mapped_column(default=0, server_default="0")
 
     @property
     def is_final(self) -> bool:
         return self.state in FINAL_JOB_STATES
+
+
+class ImportUpload(db.Model):
+    """A chunk of a job's uploaded file, on PostgreSQL (csv_io/storage.py): every
+    server reads it; deleted with the job's end (or its row, by cascade)."""
+
+    __tablename__ = "import_uploads"
+
+    job_uuid: Mapped[uuid.UUID] = mapped_column(
+        sa.Uuid,
+        sa.ForeignKey(
+            "import_jobs.uuid", name="fk_import_uploads_job_uuid", ondelete="CASCADE"
+        ),
+        primary_key=True,
+    )
+    seq: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
+    data: Mapped[bytes] = mapped_column(sa.LargeBinary)
 
 
 class ImportMapping(db.Model):

@@ -5,7 +5,9 @@ uuid (csv_io.uploads). Its life:
 
     uploaded → checking → checked → queued → importing → succeeded | failed | cancelled
 
-The work runs in csv_io.runner's thread pool; the options a job carries come from
+The work runs in csv_io.runner's thread pool: on SQLite in the process that received
+the upload; on PostgreSQL in whichever server process claims it (csv_io.queue), with
+the upload kept in the database (csv_io.storage). The options a job carries come from
 csv_io.options.
 """
 
@@ -27,6 +29,8 @@ import sqlalchemy.exc as sa_exc
 from flask import current_app
 
 from wave_web.csv_io import excel
+from wave_web.csv_io import queue
+from wave_web.csv_io import storage
 from wave_web.csv_io.importing import ImportOptions
 from wave_web.csv_io.importing import Report
 from wave_web.csv_io.importing import effective_type
@@ -117,6 +121,8 @@ def reap(now: dt.datetime | None = None) -> int:
         )
         .limit(100)
     )
+    if queue.is_queue():  # dead workers' jobs: csv_io.queue.reclaim
+        stmt = stmt.where(ImportJob.state == "checked")
     for job in db.session.scalars(stmt):
         if job.state != "checked" and live_job(job.uuid) is not None:
             continue
@@ -124,7 +130,7 @@ def reap(now: dt.datetime | None = None) -> int:
         job.state = "failed" if interrupted else "cancelled"
         job.message = INTERRUPTED if interrupted else ABANDONED
         job.finished_at = now
-        remove_file(job_path(job.uuid))
+        storage.forget(job.uuid)
         count += 1
     _remove_orphans(abandoned)
     return count
@@ -234,7 +240,7 @@ def start(
             "heartbeat_at": now,
             "created_at": now,
         }
-        if defer_row or not _insert_job(values):
+        if defer_row or not _insert_job(values, stored.path):
             db.session.rollback()
             runner().submit(job_uuid, "create", pending=values)
             return ImportJob(**values)
@@ -242,7 +248,8 @@ def start(
         db.session.rollback()
         remove_file(stored.path)
         raise
-    runner().submit(job_uuid, "check")
+    if not queue.dispatch(job_uuid, "check"):
+        remove_file(stored.path)  # another server runs it, from the database's copy
     return ImportJob(**values)  # transient: reading the row would open a transaction
 
 
@@ -291,14 +298,18 @@ def check_added(xtype: Any, options: ImportOptions) -> None:
             )
 
 
-def _insert_job(values: dict[str, Any]) -> bool:
-    """Insert a new job row; False when SQLite's lock is held (by an import)."""
+def _insert_job(values: dict[str, Any], path: str) -> bool:
+    """Insert a new job row (PostgreSQL: and its upload's chunks, in the same
+    transaction); False when SQLite's lock is held (by an import)."""
     from wave_web import catalog
 
     try:
         catalog.get_experiment(values["experiment_uuid"])
         reap()
         db.session.add(ImportJob(**values))
+        if storage.is_shared():
+            db.session.flush()
+            storage.save(values["uuid"], path)
         db.session.commit()
     except sa_exc.OperationalError as exc:
         if not (runner().is_sqlite and "locked" in str(exc.orig)):
@@ -352,7 +363,7 @@ def recheck(job: ImportJob, options: ImportOptions, defer: bool = False) -> None
     if defer:
         runner().submit(job.uuid, "recheck", pending=values)
     elif transition(job.uuid, "uploaded", **values):
-        runner().submit(job.uuid, "check")
+        queue.dispatch(job.uuid, "check")
     else:
         raise Conflict(NOT_WAITING)
 
@@ -390,7 +401,8 @@ def _ignore_unmatched(job: ImportJob, options: ImportOptions) -> ImportOptions:
     """Options that also ignore the file columns the header plan leaves unmatched."""
     from wave_web import catalog
 
-    header = read_header(job_path(job.uuid), options)
+    with storage.local_copy(job.uuid) as path:
+        header = read_header(path, options) if path else None
     if header is None:  # the check will say why the file cannot be read
         return options
     xtype = catalog.get_experiment(job.experiment_uuid).experiment_type
@@ -411,7 +423,7 @@ def confirm(job: ImportJob, defer: bool = False) -> None:
     if defer:
         runner().submit(job.uuid, "confirm", pending={})
     elif transition(job.uuid, "queued"):
-        runner().submit(job.uuid, "import")
+        queue.dispatch(job.uuid, "import")
     else:
         raise Conflict(NOT_WAITING)
 
@@ -440,15 +452,18 @@ def cancel(job: ImportJob, defer: bool = False) -> str:
         return "Discarding the upload."
     if job.state in ("checked", "uploaded", "queued") or _is_interrupted(job):
         message = CANCELLED if job.state != "checked" else "Discarded the upload."
-        set_job(
+        if set_job(
             job.uuid,
+            commit=False,
             only_if=(job.state,),
             state="cancelled",
             message=message,
             finished_at=utcnow(),
-        )
-        remove_file(job_path(job.uuid))
-        return message
+        ):
+            storage.forget(job.uuid)
+            db.session.commit()
+            return message
+        db.session.rollback()  # a worker took it meanwhile: ask it to stop
     # Running in another process: its heartbeat reads the flag.
     set_job(job.uuid, cancel_requested=True)
     return "Stopping the import; nothing will be written."
@@ -456,6 +471,8 @@ def cancel(job: ImportJob, defer: bool = False) -> str:
 
 def _is_interrupted(job: ImportJob, now: dt.datetime | None = None) -> bool:
     if job.state not in ACTIVE_STATES or live_job(job.uuid) is not None:
+        return False
+    if queue.is_queue():  # another worker takes it up again (queue.reclaim)
         return False
     stale = current_app.config["WAVE_IMPORT_STALE_SECONDS"]
     beat = job.heartbeat_at or job.created_at
@@ -559,6 +576,9 @@ def summary(job: ImportJob) -> dict[str, Any]:
 def wait_quietly(job_uuid: uuid.UUID, seconds: float) -> None:
     """Wait up to `seconds` for a job of this process, holding no transaction."""
     db.session.rollback()  # no snapshot (SQLite) or idle transaction meanwhile
+    if live_job(job_uuid) is None and queue.is_queue():  # run by another process
+        queue.wait_for_state(job_uuid, seconds, ACTIVE_STATES)
+        return
     wait(job_uuid, seconds)
 
 
@@ -572,12 +592,25 @@ def offending_csv_chunks(job: ImportJob) -> Iterator[bytes]:
             "The file of this import is no longer kept; upload it again to get "
             "its offending rows."
         )
-    path = job_path(job.uuid)
-    if not os.path.exists(path):
-        raise Conflict("The uploaded file is gone; upload it again.")
-    experiment = db.session.get(Experiment, job.experiment_uuid)
-    rows = offending_rows(
-        experiment.experiment_type, path, options_from_json(job.options)
-    )
-    header = next(rows)  # reads the header now: errors come before the response
-    return csv_bytes(itertools.chain([header], rows))
+    copy = storage.local_copy(job.uuid)
+    path = copy.__enter__()
+    try:
+        if path is None or not os.path.exists(path):
+            raise Conflict("The uploaded file is gone; upload it again.")
+        experiment = db.session.get(Experiment, job.experiment_uuid)
+        rows = offending_rows(
+            experiment.experiment_type, path, options_from_json(job.options)
+        )
+        header = next(rows)  # reads the header now: errors come before the response
+    except BaseException:
+        copy.__exit__(None, None, None)
+        raise
+    return _closing(csv_bytes(itertools.chain([header], rows)), copy)
+
+
+def _closing(chunks: Iterator[bytes], copy: Any) -> Iterator[bytes]:
+    """The chunks, then the request's copy of the file removed (also on abort)."""
+    try:
+        yield from chunks
+    finally:
+        copy.__exit__(None, None, None)

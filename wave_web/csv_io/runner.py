@@ -8,9 +8,14 @@ on SQLite the import transaction holds the database's write lock from start to e
 so nothing else, not even a progress counter, can be written meanwhile. A heartbeat
 thread per job writes progress to the row when that cannot block (PostgreSQL: always,
 in short transactions of its own; SQLite: outside the import phase, when no import
-holds the lock). A job seen in an active state with an old heartbeat and no thread in
-this process is shown, and later stored, as failed ("interrupted"): its transaction
-never committed, so it left no rows.
+holds the lock). On SQLite a job seen in an active state with an old heartbeat and no
+thread in this process is shown, and later stored, as failed ("interrupted"): its
+transaction never committed, so it left no rows.
+
+On PostgreSQL any server process runs jobs it claimed from the table (csv_io.queue):
+the runner's `owner` is written in the row's `claimed_by`, the heartbeat is the claim's
+lease, and every write of the runner applies only while the claim is still its own.
+The upload is copied from the database (csv_io.storage) for the run and removed after.
 """
 
 from __future__ import annotations
@@ -18,6 +23,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import secrets
+import socket
 import threading
 import time
 import uuid
@@ -36,6 +43,7 @@ from flask import has_app_context
 
 from wave_web import columns
 from wave_web import database
+from wave_web.csv_io import storage
 from wave_web.csv_io.importing import ImportOptions
 from wave_web.csv_io.importing import ImportRefused
 from wave_web.csv_io.importing import Report
@@ -89,6 +97,8 @@ class Live:
     pending: dict[str, Any] | None = None
     # Who started this run, for the audit entry: (g.audit_actor, g.audit_addr).
     actor: tuple[str | None, str | None] = (None, None)
+    # Stopped by a worker's shutdown: the job goes back to the queue, not cancelled.
+    release: bool = False
 
     def progress(self, rows_done: int) -> None:
         """The pipeline's progress callback: count, and stop when asked to."""
@@ -145,6 +155,14 @@ class Runner:
         self.pid = os.getpid()
         with app.app_context():
             self.is_sqlite = db.engine.dialect.name == "sqlite"
+        # PostgreSQL: who claims jobs (import_jobs.claimed_by); None on SQLite.
+        self.owner = (
+            None
+            if self.is_sqlite
+            else f"{socket.gethostname()[:60]}:{self.pid}:{secrets.token_hex(4)}"
+        )
+        self.stopping = threading.Event()
+        self.poller: threading.Thread | None = None
 
     def submit(
         self, job_uuid: uuid.UUID, start: str, pending: dict | None = None
@@ -164,7 +182,24 @@ class Runner:
         beat.start()
         return live
 
+    def free_slots(self) -> int:
+        """How many more jobs this process may run now."""
+        with _live_lock:
+            running = len(_live)
+        return self.app.config["WAVE_IMPORT_WORKERS"] - running
+
+    def release_all(self) -> None:
+        """Stop every running job of this process and hand it back to the queue."""
+        with _live_lock:
+            running = list(_live.values())
+        for live in running:
+            live.release = True
+            live.cancel.set()
+
     def shutdown(self, wait: bool = True) -> None:
+        self.stopping.set()
+        if self.poller is not None and self.poller is not threading.current_thread():
+            self.poller.join(10)
         self.pool.shutdown(wait=wait)
 
     # -- writes that must not collide with a running SQLite import -----------
@@ -202,6 +237,8 @@ class Runner:
         with self.app.app_context():
             g.audit_actor, g.audit_addr = live.actor
             try:
+                if self.owner is not None:
+                    storage.ensure_local(live.job_uuid)
                 first = {
                     "create": self._create,
                     "recheck": self._decide,
@@ -220,6 +257,8 @@ class Runner:
                     self._finish(live.job_uuid, "failed", message=UNEXPECTED)
             finally:
                 db.session.rollback()
+                if self.owner is not None:  # the database keeps the upload
+                    remove_file(job_path(live.job_uuid))
                 _unregister(live)
 
     def _decide(self, live: Live, start: str) -> bool:
@@ -254,7 +293,7 @@ class Runner:
         if info is None:
             return False
         if info.cancel_requested or live.cancel.is_set():
-            self._finish(info.uuid, "cancelled", message=CANCELLED)
+            self._cancelled(live)
             return False
         if info.auto_confirm:
             # One step (scripts): the import checks every cell itself and writes
@@ -265,6 +304,7 @@ class Runner:
             with self.writing():
                 saved = set_job(
                     info.uuid,
+                    owner=self.owner,
                     only_if=("uploaded",),
                     state="queued",
                     started_at=utcnow(),
@@ -281,6 +321,7 @@ class Runner:
             if free:
                 set_job(
                     info.uuid,
+                    owner=self.owner,
                     only_if=("uploaded",),
                     state="checking",
                     started_at=utcnow(),
@@ -293,18 +334,21 @@ class Runner:
             self._finish(info.uuid, "failed", message=exc.message)
             return False
         except Cancelled:
-            self._finish(info.uuid, "cancelled", message=CANCELLED)
+            self._cancelled(live)
             return False
         if live.cancel.is_set():  # asked while the last rows were checked
-            self._finish(info.uuid, "cancelled", message=CANCELLED)
+            self._cancelled(live)
             return False
         go_on = report.ok and info.auto_confirm
         live.phase = "saving"  # on SQLite, an import may hold the lock for long
         with self.writing():
             saved = set_job(
                 info.uuid,
+                owner=self.owner,
                 only_if=("uploaded", "checking"),
                 state="queued" if go_on else "checked",
+                # a preview waits for a decision; a one-step job stays claimed
+                claimed_by=self.owner if go_on else None,
                 report=report.bounded_json(),
                 rows_total=report.rows,
                 rows_done=report.rows,
@@ -313,7 +357,7 @@ class Runner:
                 message=None if report.ok else report.summary(),
             )
         if saved and live.cancel.is_set():  # asked while waiting to store the check
-            self._finish(info.uuid, "cancelled", message=CANCELLED)
+            self._cancelled(live)
             return False
         return go_on and saved
 
@@ -322,13 +366,14 @@ class Runner:
         if info is None or info.state != "queued":
             return
         if info.cancel_requested or live.cancel.is_set():
-            self._finish(info.uuid, "cancelled", message=CANCELLED)
+            self._cancelled(live)
             return
         live.rows_total, live.rows_done = info.rows_total, 0
         with self.writing(blocking=False) as free:
             if free:
                 set_job(
                     info.uuid,
+                    owner=self.owner,
                     only_if=("queued",),
                     state="importing",
                     rows_done=0,
@@ -341,7 +386,7 @@ class Runner:
                 self._import_locked(info, live)
         except Cancelled:
             db.session.rollback()
-            self._finish(info.uuid, "cancelled", message=CANCELLED)
+            self._cancelled(live)
 
     @contextlib.contextmanager
     def _import_lock(self, live: Live) -> Iterator[None]:
@@ -362,6 +407,9 @@ class Runner:
     def _import_locked(self, info: _JobInfo, live: Live) -> None:
         """The import transaction: rows, the job's final state and the audit entry."""
         _begin_write(info.uuid, live)
+        if self.owner is not None and not _hold(info.uuid, self.owner):
+            db.session.rollback()  # claimed again by another worker meanwhile
+            return
         xtype = db.session.get(ExperimentType, info.xtype_id)
         changed = (
             xtype is not None
@@ -387,6 +435,7 @@ class Runner:
         if not set_job(
             info.uuid,
             commit=False,
+            owner=self.owner,
             only_if=("queued", "importing"),
             state="succeeded",
             rows_done=report.written,
@@ -413,6 +462,7 @@ class Runner:
         )
         if info.options.mode == "insert":
             remember(xtype, report, info.options)  # the next such file: one click
+        storage.delete_stored(info.uuid)  # with the rows: all or nothing
         db.session.commit()
         remove_file(info.path)
 
@@ -431,7 +481,9 @@ class Runner:
             with self.writing():
                 set_job(
                     info.uuid,
+                    owner=self.owner,
                     state="checked",
+                    claimed_by=None,
                     report=report.bounded_json(),
                     rows_total=report.rows,
                     schema_version=xtype.schema_version,
@@ -442,17 +494,40 @@ class Runner:
         self._finish(info.uuid, "failed", message=message, report=report.bounded_json())
 
     def _finish(self, job_uuid: uuid.UUID, state: str, **values: Any) -> None:
-        """Store a final state in a short transaction and delete the job's file."""
+        """Store a final state in a short transaction and delete the job's upload."""
         with self.writing():
-            set_job(
+            if set_job(
                 job_uuid,
+                commit=False,
+                owner=self.owner,
                 only_if=ACTIVE_STATES + ("checked",),
                 state=state,
                 finished_at=utcnow(),
                 heartbeat_at=utcnow(),
                 **values,
-            )
+            ):
+                storage.delete_stored(job_uuid)
+            db.session.commit()
         remove_file(job_path(job_uuid, self.app.config["WAVE_UPLOAD_DIR"]))
+
+    def _cancelled(self, live: Live) -> None:
+        """A stopped job: cancelled, or back in the queue when its worker stops."""
+        if not live.release:
+            self._finish(live.job_uuid, "cancelled", message=CANCELLED)
+            return
+        back = {"uploaded": "uploaded", "checking": "uploaded"}
+        back |= {"queued": "queued", "importing": "queued"}
+        for before, after in back.items():
+            if set_job(
+                live.job_uuid,
+                owner=self.owner,
+                only_if=(before,),
+                state=after,
+                claimed_by=None,
+                rows_done=0,
+                attempts=ImportJob.attempts - 1,  # not a failed attempt
+            ):
+                return
 
     # -- heartbeat ------------------------------------------------------------
 
@@ -472,6 +547,7 @@ class Runner:
         stmt = (
             sa.update(table)
             .where(table.c.uuid == live.job_uuid, table.c.state.in_(ACTIVE_STATES))
+            .where(table.c.claimed_by == self.owner if self.owner else sa.true())
             .values(heartbeat_at=utcnow(), rows_done=live.rows_done)
             .returning(table.c.cancel_requested)
         )
@@ -588,12 +664,18 @@ def set_job(
     job_uuid: uuid.UUID,
     only_if: tuple[str, ...] | None = None,
     commit: bool = True,
+    owner: str | None = None,
     **values: Any,
 ) -> bool:
-    """Update one job row (in the current session); False when no row matched."""
+    """Update one job row (in the current session); False when no row matched.
+
+    With `owner`, only while that worker's claim holds (PostgreSQL).
+    """
     stmt = sa.update(ImportJob).where(ImportJob.uuid == job_uuid).values(**values)
     if only_if:
         stmt = stmt.where(ImportJob.state.in_(only_if))
+    if owner is not None:
+        stmt = stmt.where(ImportJob.claimed_by == owner)
     result = db.session.execute(stmt.execution_options(synchronize_session=False))
     if commit:
         db.session.commit()
@@ -635,12 +717,33 @@ def _begin_write(job_uuid: uuid.UUID, live: Live) -> None:
 
 
 def transition(job_uuid: uuid.UUID, new: str, **values: Any) -> bool:
-    """Leave the preview if the job still is in it (two clicks cannot both win)."""
+    """Leave the preview if the job still is in it (two clicks cannot both win).
+
+    The next step is a new claim with its own attempts (PostgreSQL).
+    """
     return set_job(
         job_uuid,
         only_if=("checked",),
         state=new,
         heartbeat_at=utcnow(),
         cancel_requested=False,
+        claimed_by=None,
+        attempts=0,
         **values,
+    )
+
+
+def _hold(job_uuid: uuid.UUID, owner: str) -> bool:
+    """In the import transaction: lock the job's row against being claimed again
+    (FOR KEY SHARE: the heartbeat's updates still pass) and say if it is ours."""
+    stmt = (
+        sa.select(ImportJob.claimed_by, ImportJob.state)
+        .where(ImportJob.uuid == job_uuid)
+        .with_for_update(read=True, key_share=True)
+    )
+    row = db.session.execute(stmt).first()
+    return (
+        row is not None
+        and row.claimed_by == owner
+        and row.state in ("queued", "importing")
     )
