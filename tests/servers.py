@@ -28,7 +28,7 @@ NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 
 
 def start_gunicorn(
-    url: str, instance: Path, log_path: Path, **env_extra: str
+    url: str, instance: Path, log_path: Path, workers: int = WORKERS, **env_extra: str
 ) -> subprocess.Popen:
     """`gunicorn -b 127.0.0.1:0 wsgi:app` with gunicorn.conf.py (4 × 2 threads), the
     first admin from the environment and no SECRET_KEY (made in `instance`)."""
@@ -47,7 +47,7 @@ def start_gunicorn(
         "-m",
         "gunicorn",
         "-w",
-        str(WORKERS),
+        str(workers),
         "-b",
         "127.0.0.1:0",  # the kernel picks a free port; the log names it
         "--graceful-timeout",
