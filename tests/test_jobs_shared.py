@@ -10,6 +10,9 @@ from __future__ import annotations
 import datetime as dt
 import io
 import os
+import signal
+import subprocess
+import sys
 import threading
 
 import pytest
@@ -18,6 +21,7 @@ from tests.conftest import close_app_with_jobs
 from tests.conftest import make_app
 from tests.factories import make_experiment
 from tests.factories import make_type
+from tests.servers import ROOT
 from wave_web.columns import ColumnDef
 from wave_web.csv_io import jobs
 from wave_web.csv_io import queue
@@ -362,3 +366,31 @@ def test_sqlite_runs_jobs_in_process_with_the_file_on_disk(app, dialect, experim
     assert (row.state, row.claimed_by, row.attempts) == ("checked", None, 0)
     assert local_files(app) == [job.uuid.hex + ".csv"]
     assert chunks(app, job.uuid) == []
+
+
+def test_flask_worker_stops_cleanly_on_sigterm(app, postgresql, database_url, tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WAVE_")}
+    env.update(
+        DATABASE_URL=database_url,
+        SECRET_KEY="worker test",
+        WAVE_INSTANCE_PATH=str(tmp_path / "worker"),
+        WAVE_JOB_POLL_SECONDS="1",
+    )
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "flask", "--app", "wave_web", "worker"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        assert "Running import jobs" in worker.stdout.readline()
+        worker.send_signal(signal.SIGTERM)
+        output, _ = worker.communicate(timeout=WAIT)
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+            worker.wait()
+    assert worker.returncode == 0, output
+    assert "Stopped after 0 import jobs." in output

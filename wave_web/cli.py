@@ -48,8 +48,12 @@ def init_app(app: Flask) -> None:
         SIGTERM or Ctrl-C: no new job, running ones finish; a second one hands them
         back to the queue for another worker.
         """
+
+        def ready() -> None:
+            click.echo("Running import jobs; Ctrl-C or SIGTERM stops.")
+
         try:
-            ran = queue.run_worker(app, until_idle)
+            ran = queue.run_worker(app, until_idle, ready)
         except queue.NotNeeded as exc:
             raise click.ClickException(str(exc)) from None
         click.echo(f"Stopped after {ran} import job{'s' if ran != 1 else ''}.")

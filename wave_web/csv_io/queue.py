@@ -21,6 +21,7 @@ import signal
 import threading
 import time
 import uuid
+from collections.abc import Callable
 
 import sqlalchemy as sa
 import sqlalchemy.exc as sa_exc
@@ -140,14 +141,17 @@ def dispatch(job_uuid: uuid.UUID, start: str) -> bool:
     """Run a job that just became ready: here at once when this process may.
 
     SQLite: always here (the in-process pool). PostgreSQL: claimed for this process
-    when it runs jobs and has a free slot; otherwise a polling process takes it.
-    True when this process runs it.
+    when it runs jobs and has a free slot (or polls nothing itself, then it waits in
+    this process's pool); otherwise a polling process takes it. True when this
+    process runs it.
     """
     found = runner()
     if found.is_sqlite:
         found.submit(job_uuid, start)
         return True
-    if not current_app.config["WAVE_RUN_JOBS"] or found.free_slots() <= 0:
+    if not current_app.config["WAVE_RUN_JOBS"]:
+        return False
+    if found.free_slots() <= 0 and found.poller is not None:
         return False
     claimed = claim(found.owner, job_uuid)
     if claimed is None:
@@ -241,7 +245,9 @@ def work(app: Flask, stop: threading.Event, until_idle: bool = False) -> int:
     return ran
 
 
-def run_worker(app: Flask, until_idle: bool = False) -> int:
+def run_worker(
+    app: Flask, until_idle: bool = False, ready: Callable[[], None] | None = None
+) -> int:
     """`flask worker` with its signals: the first SIGTERM/SIGINT stops claiming and
     lets running jobs finish; a second one hands them back to the queue at once."""
     if not is_queue(app):
@@ -256,6 +262,8 @@ def run_worker(app: Flask, until_idle: bool = False) -> int:
         stop.set()
 
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
+    if ready is not None:
+        ready()
     try:
         ran = work(app, stop, until_idle)
         while not wait_all(0.5):
