@@ -12,6 +12,7 @@ from tests.factories import make_type
 from tests.htmlparse import parse
 from tests.test_import_views import app  # noqa: F401  (the fixture, with job settings)
 from tests.test_import_views import form_fields
+from tests.test_import_views import job_url
 from tests.test_import_views import mapping_form
 from tests.test_import_views import post_file
 from tests.test_import_views import settle
@@ -193,6 +194,18 @@ def test_missing_token_is_refused_with_a_hint_until_it_is_chosen(
         (None, True),
         (0.5, None),
     ]
+
+
+def test_read_as_empty_names_only_the_columns_that_had_such_cells(
+    client, xtype, experiment
+):
+    # rt has a "NA"; correct has none: the line has no separator left dangling
+    data = "participant_id,rt,correct\nP1,NA,true\nP2,0.5,false\n"
+    response = post_file(client, experiment, data, missing="1")
+    settle()
+    page = parse(client.get(job_url(response)).data)
+    note = next(p for p in page.find_all("p") if "Read as empty" in p.text)
+    assert " ".join(note.text.split()) == "Read as empty: rt “NA” × 1"
 
 
 def test_missing_token_still_refused_by_a_required_column(client, db, experiment):
