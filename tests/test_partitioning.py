@@ -268,3 +268,11 @@ def test_partition_type_command_is_refused_on_sqlite(app, db, dialect):
     result = CliRunner().invoke(app.cli, ["partition-type", "plain_data"])
     assert result.exit_code == 1
     assert "needs PostgreSQL; this server uses SQLite" in result.output
+
+
+def test_deleting_a_partitioned_type_drops_its_partitions(db, pg):
+    xtype = partitioned_type()
+    schema.delete_type(xtype, "Huge task")
+    names = set(sa.inspect(db.session.connection()).get_table_names())
+    assert "huge_data" not in names
+    assert not names & set(partitioning.partition_names("huge_data"))

@@ -317,8 +317,8 @@ def test_failure_after_create_table_leaves_no_table_and_no_registry_row(
     created = []
     real_create = schema.datatables.create_table
 
-    def create_then_note(conn, table_name, defs):
-        table = real_create(conn, table_name, defs)
+    def create_then_note(conn, table_name, defs, **options):
+        table = real_create(conn, table_name, defs, **options)
         created.append(sa.inspect(conn).has_table(table_name))
         return table
 
