@@ -196,6 +196,15 @@ def test_missing_token_is_refused_with_a_hint_until_it_is_chosen(
     ]
 
 
+def test_missing_value_hint_names_the_choices_as_the_preview_does(client, experiment):
+    url, response = upload_and_check(client, experiment, "participant_id,rt\nP1,NA\n")
+    page = parse(response.data)
+    assert "choose “NA” under missing values" in page.text
+    token = page.find("input", name="missing_token", value="NA")
+    legends = [f.find("legend") for f in page.find_all("fieldset") if token in f.iter()]
+    assert legends[-1].text.startswith("Missing values")
+
+
 def test_read_as_empty_names_only_the_columns_that_had_such_cells(
     client, xtype, experiment
 ):
