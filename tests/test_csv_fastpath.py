@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 
+import sqlalchemy as sa
 from hypothesis import example
 from hypothesis import given
 from hypothesis import settings
@@ -110,3 +111,46 @@ def test_copy_output_escapes_and_marks_null():
     assert fastpath.column_converter("JSON", True, "copy")(['{ "a" : "\\\\" }']) == [
         '{"a":"\\\\\\\\"}'
     ]
+
+
+def sqlite_processor(type_name: str):
+    """The app engine's own bind processor for a column of this type on SQLite."""
+    from wave_web.csv_io.importing import _bind_processor
+
+    engine = sa.create_engine("sqlite://", json_serializer=columns.format_json)
+    column = sa.Column("c", columns.COLUMN_TYPES[type_name].sql())
+    return _bind_processor(column, engine.dialect)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.sampled_from(["BOOLEAN", "DATETIME", "JSON"]), st.booleans(), st.data())
+def test_sqlite_output_is_what_the_bind_processor_sends(type_name, nullable, data):
+    col = data.draw(cells(type_name))
+    processor = sqlite_processor(type_name)
+    fast = fastpath.column_converter(type_name, nullable, "sqlite", processor)(col)
+    values = fastpath.PARSERS[type_name](list(col), nullable)
+    if values is not None:
+        assert fast == [processor(v) for v in values]
+
+
+def test_sqlite_output_takes_the_fast_form_only_when_it_agrees():
+    assert (
+        fastpath._sqlite_out("JSON", sqlite_processor("JSON"))
+        is (fastpath._SQLITE_OUT["JSON"])
+    )
+    # another serializer (stdlib json: spaces after commas) keeps the processor
+    other = sa.create_engine("sqlite://").dialect
+    from wave_web.csv_io.importing import _bind_processor
+
+    plain = _bind_processor(sa.Column("c", sa.JSON(none_as_null=True)), other)
+    out = fastpath._sqlite_out("JSON", plain)
+    assert out is not fastpath._SQLITE_OUT["JSON"]
+    assert out([[1, 2], None]) == ["[1, 2]", None]
+
+
+def test_json_texts_of_a_column_holding_the_separator_string():
+    sentinel = fastpath._SENTINEL
+    values = [{"a": 1}, None, [1, sentinel, 2], sentinel, [], None, "x"]
+    expected = [None if v is None else columns.format_json(v) for v in values]
+    assert fastpath._json_texts(values) == expected
+    assert fastpath._json_texts([None, None]) == [None, None]

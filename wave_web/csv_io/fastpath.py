@@ -20,6 +20,7 @@ import math
 import re
 from collections.abc import Callable
 from itertools import repeat
+from operator import add
 from operator import is_
 from operator import methodcaller
 from operator import sub
@@ -171,12 +172,16 @@ def jsons(col: list[str], nullable: bool) -> list[Any] | None:
     if "null" in joined and any(map(is_, values, repeat(None))):
         return None  # JSON null is refused, not stored
     if joined.count("[") + joined.count("{") > columns.MAX_JSON_DEPTH:
-        try:
-            for text, value in zip(col, values, strict=True):
-                if text:
-                    columns.check_json_depth(text, value)
-        except ValueError:
-            return None
+        # per value, as check_json_depth's own first test: brackets bound the depth
+        squares = map(str.count, col, repeat("["))
+        brackets = map(add, squares, map(str.count, col, repeat("{")))
+        if max(brackets) > columns.MAX_JSON_DEPTH:
+            try:
+                for text, value in zip(col, values, strict=True):
+                    if text:
+                        columns.check_json_depth(text, value)
+            except ValueError:
+                return None
     return [None if v is _BAD else v for v in values] if "" in col else values
 
 
@@ -198,18 +203,46 @@ def _nullable_map(fn: Callable[[Any], Any], values: list[Any], null: Any) -> lis
 
 
 def copy_texts(values: list[Any]) -> list[str]:
-    """Strings in COPY text format: backslash, tab and line breaks escaped."""
+    """Strings in COPY text format: backslash, tab and line breaks escaped.
+
+    The values hold no NUL (refused in text, escaped by orjson in JSON), so the
+    escaping runs once over the values joined by NUL, then splits them again.
+    """
     present = [v for v in values if v is not None] if None in values else values
-    joined = "".join(present)
+    joined = "\x00".join(present)
     if any(c in joined for c in _COPY_SPECIAL):
-        values = [v if v is None else v.translate(_COPY_ESCAPES) for v in values]
+        escaped = joined.translate(_COPY_ESCAPES).split("\x00")
+        if len(escaped) == len(present):
+            present = escaped
+        else:  # not expected: escape one by one
+            present = [v.translate(_COPY_ESCAPES) for v in present]
+        if None not in values:
+            return present
+        it = iter(present)
+        return [COPY_NULL if v is None else next(it) for v in values]
     return [COPY_NULL if v is None else v for v in values] if None in values else values
 
 
+_SENTINEL = "\x00wave\x00"  # never a value of a JSON column: a separator
+_SEPARATOR = "," + orjson.dumps(_SENTINEL).decode("ascii") + ","
+
+
 def _json_texts(values: list[Any]) -> list[Any]:
-    """Compact JSON texts; NUL never occurs in orjson's output, so it can separate."""
+    """Compact JSON texts (orjson's, as columns.format_json writes them).
+
+    One orjson.dumps of the whole column, values separated by a sentinel string, is
+    ten times faster than one call per value. The separator (`,"\\u0000wave\\u0000",`
+    with bare quotes) can only occur inside a value that is an array holding that very
+    string: then there are more pieces than values, and each value is dumped alone.
+    """
     present = [v for v in values if v is not None] if None in values else values
-    texts = b"\x00".join(map(orjson.dumps, present)).decode("utf-8").split("\x00")
+    if not present:
+        return list(values)
+    mixed = [_SENTINEL] * (2 * len(present) - 1)
+    mixed[::2] = present
+    texts = orjson.dumps(mixed).decode("utf-8")[1:-1].split(_SEPARATOR)
+    if len(texts) != len(present):
+        texts = [orjson.dumps(v).decode("utf-8") for v in present]
     if len(present) == len(values):
         return texts
     it = iter(texts)
@@ -227,6 +260,51 @@ _COPY_OUT: dict[str, Callable[[list[Any]], list[str]]] = {
 }
 
 
+_BOOLEAN_INTS = {True: 1, False: 0, None: None}
+_SQLITE_DATETIME = methodcaller("isoformat", " ", "microseconds")
+
+# Whole-column stand-ins for SQLAlchemy's per-value SQLite bind processors, in C-level
+# loops. Each is used only when it gives what the column's processor gives on the
+# probe values below (checked once per column, see _sqlite_out); else the processor.
+_SQLITE_OUT: dict[str, Callable[[list[Any]], list[Any]]] = {
+    "BOOLEAN": lambda vs: list(map(_BOOLEAN_INTS.__getitem__, vs)),
+    # SQLAlchemy's storage format: "YYYY-MM-DD HH:MM:SS.ffffff" (naive UTC here)
+    "DATETIME": lambda vs: _nullable_map(_SQLITE_DATETIME, vs, None),
+    # the engine's json_serializer is columns.format_json (orjson): compact JSON
+    "JSON": _json_texts,
+}
+_PROBES: dict[str, list[Any]] = {
+    "BOOLEAN": [True, False, None],
+    "DATETIME": [
+        dt.datetime(2024, 3, 4, 14, 30),
+        dt.datetime(1, 1, 1, 0, 0, 0, 7),
+        dt.datetime(999, 12, 31, 23, 59, 59, 999999),
+        None,
+    ],
+    "JSON": [{"a": [1, 1.5, "é\u2028\\"]}, [], "s", 0, -0.0, True, None],
+}
+
+
+def _sqlite_out(
+    type_name: str, processor: Callable[[Any], Any]
+) -> Callable[[list[Any]], list[Any]]:
+    """The column's values as SQLite is sent them: its processor's results."""
+    fast = _SQLITE_OUT.get(type_name)
+    if fast is not None:
+        probes = _PROBES[type_name]
+        try:
+            agrees = fast(probes) == [processor(v) for v in probes]
+        except (TypeError, ValueError):
+            agrees = False
+        if agrees:
+            return fast
+
+    def out(values: list[Any]) -> list[Any]:
+        return list(map(processor, values))
+
+    return out
+
+
 def column_converter(
     type_name: str,
     nullable: bool,
@@ -238,10 +316,7 @@ def column_converter(
     if sink == "copy":
         out = _COPY_OUT[type_name]
     elif sink == "sqlite" and processor is not None:
-
-        def out(values: list[Any]) -> list[Any]:
-            return list(map(processor, values))
-
+        out = _sqlite_out(type_name, processor)
     else:
         out = None
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import difflib
 import itertools
+import os
 import queue
 import threading
 import uuid
@@ -58,6 +59,10 @@ SET_BY_APP = ("experiment_uuid", "created_at", "updated_at")
 MODES = ("insert", "update")
 # Convert the next chunk in a thread while SQLite writes the last one (bench/ compares).
 OVERLAP_SQLITE_WRITES = True
+# The same on PostgreSQL: a thread reads and converts while this one sends COPY data
+# (psycopg2 sends without the GIL), so the reading goes on while a send waits for the
+# server.
+OVERLAP_COPY = True
 
 Progress = Callable[[int], None]  # rows done so far; may raise to stop the import
 
@@ -883,11 +888,12 @@ def check_file(
     plan = _make_plan(report, xtype, options, "python")
     names = [plan.names[i] for i in plan.written]
     targets = _targets(xtype, options.mode)
-    for batch in _batches(rows, plan, report, progress):
-        if len(report.preview) < PREVIEW_ROWS:
-            for values in itertools.islice(zip(*batch.columns, strict=True), 20):
-                if len(report.preview) < PREVIEW_ROWS:
-                    report.preview.append(_preview_row(names, values, targets))
+    with _collector_paused():
+        for batch in _batches(rows, plan, report, progress):
+            if len(report.preview) < PREVIEW_ROWS:
+                for values in itertools.islice(zip(*batch.columns, strict=True), 20):
+                    if len(report.preview) < PREVIEW_ROWS:
+                        report.preview.append(_preview_row(names, values, targets))
     _no_rows(report)
     if options.mode == "insert":
         report.new_columns = _new_column_proposals(xtype, path, options, report)
@@ -1017,14 +1023,30 @@ def import_file(
     db.session.refresh(xtype)
     datatables.require_experiment(xtype, experiment_uuid)
     if not options.add_columns:
-        return _import_rows(xtype, experiment_uuid, path, options, progress)
+        with _collector_paused():
+            return _import_rows(xtype, experiment_uuid, path, options, progress)
     try:
         _add_columns(xtype, options)
         options = replace(options, add_columns=())
-        return _import_rows(xtype, experiment_uuid, path, options, progress)
+        with _collector_paused():
+            return _import_rows(xtype, experiment_uuid, path, options, progress)
     except BaseException:
         datatables.forget(xtype.table_name)  # the rollback takes the columns away
         raise
+
+
+def _collector_paused() -> contextlib.AbstractContextManager[None]:
+    """Python's cyclic garbage collector off while a file is read and written.
+
+    Every row makes a list of cells, every JSON cell a dict or list: a million-row
+    file makes millions of tracked objects, and each collection pass walks the ones
+    alive. That was half of the JSON column's time. Reference counting frees the
+    rows (they hold no cycles); the API's batch pauses it the same way, and the
+    collector is back on when the last paused operation of the process ends.
+    """
+    from wave_web.api.http import gc_paused  # shared count with the API's batches
+
+    return gc_paused()
 
 
 def _add_columns(xtype: Any, options: ImportOptions) -> None:
@@ -1055,7 +1077,12 @@ def _import_rows(
         _update(table, experiment_uuid, plan, batches, report)
     elif conn.dialect.name == "postgresql":
         plan = _make_plan(report, xtype, options, "copy", table, conn.dialect)
-        batches = _batches(rows, plan, report, progress)
+        if OVERLAP_COPY:
+            batches = _prefetched(
+                lambda relay: _batches(rows, plan, report, relay), progress
+            )
+        else:
+            batches = _batches(rows, plan, report, progress)
         _copy_in(conn, table, plan, experiment_uuid, batches, report)
     else:
         plan = _make_plan(report, xtype, options, "sqlite", table, conn.dialect)
@@ -1065,7 +1092,8 @@ def _import_rows(
             )
         else:
             batches = _batches(rows, plan, report, progress)
-        _insert_many(conn, table, plan, experiment_uuid, batches, report)
+        with _sqlite_bulk_write(conn, table, os.path.getsize(path)):
+            _insert_many(conn, table, plan, experiment_uuid, batches, report)
     _no_rows(report)
     if not report.ok:
         report.written = 0
@@ -1130,6 +1158,67 @@ def _prefetched(
             with contextlib.suppress(queue.Empty):
                 channel.get(timeout=0.05)
         worker.join()
+
+
+SQLITE_IMPORT_CACHE_KIB = 64 * 1024  # page cache of the import's connection
+SQLITE_DEFER_INDEXES_BYTES = 1024 * 1024  # files from this size into an empty table
+
+
+@contextlib.contextmanager
+def _sqlite_bulk_write(conn: sa.Connection, table: sa.Table, size: int) -> Iterator:
+    """SQLite settings for a large insert, inside the import's transaction.
+
+    - A larger page cache for this connection while the rows go in (restored
+      after): with the default 2 MiB, the indexes on participant_id, whose keys come
+      in random order, spill pages to the WAL and write them again and again.
+    - Into an empty table, a large file is inserted without the table's secondary
+      indexes, which are built again at the end from their own SQL (a sort is far
+      cheaper than a million random inserts). The DDL is part of the transaction: a
+      refused or failed import rolls it back with the rows, and readers (WAL) keep
+      seeing the committed table and its indexes meanwhile.
+
+    Durability is untouched: journal mode and synchronous stay as they are.
+    """
+    cursor = conn.connection.dbapi_connection.cursor()
+    (previous,) = cursor.execute("PRAGMA cache_size").fetchone()
+    try:
+        cursor.execute(f"PRAGMA cache_size = {-SQLITE_IMPORT_CACHE_KIB:d}")
+        indexes = []
+        if size >= SQLITE_DEFER_INDEXES_BYTES:
+            indexes = _deferrable_indexes(cursor, table.name)
+        for name, _sql in indexes:
+            cursor.execute(f"DROP INDEX {_quote_sqlite(name)}")
+        yield
+        for _name, sql in indexes:
+            cursor.execute(sql)
+    finally:
+        cursor.execute(f"PRAGMA cache_size = {int(previous):d}")
+        cursor.close()
+
+
+def _deferrable_indexes(cursor: Any, table_name: str) -> list[tuple[str, str]]:
+    """(name, CREATE INDEX sql) of an empty table's plain secondary indexes.
+
+    Empty, because built at the end an index holds only the new rows' entries; no
+    UNIQUE index, so no row of the file can fail at the end instead of in its row.
+    """
+    if cursor.execute(
+        f"SELECT 1 FROM {_quote_sqlite(table_name)} LIMIT 1"  # noqa: S608
+    ).fetchone():
+        return []
+    found = cursor.execute(
+        "SELECT name, sql FROM sqlite_master "
+        "WHERE type = 'index' AND tbl_name = ? AND sql IS NOT NULL",
+        (table_name,),
+    ).fetchall()
+    if any("UNIQUE" in sql.upper().split("(")[0] for _, sql in found):
+        return []
+    return found
+
+
+def _quote_sqlite(name: str) -> str:
+    """An identifier read from the schema (a reflected table, sqlite_master)."""
+    return '"' + name.replace('"', '""') + '"'
 
 
 def _written_names(plan: _Plan) -> list[str]:

@@ -153,20 +153,18 @@ def records(path: str, fmt: CsvFormat) -> Iterator[tuple[int, list[str]]]:
     with open(path, encoding=fmt.encoding, errors="strict", newline="") as f:
         reader = csv.reader(f, delimiter=fmt.delimiter, strict=True)
         line = 1
-        while True:
-            try:
-                cells = next(reader)
-            except StopIteration:
-                return
-            except UnicodeDecodeError:
-                raise refuse_undecodable(path, fmt) from None
-            except csv.Error as exc:
-                raise FileRefused(
-                    _quoting_message(line, reader.line_num, str(exc)), line
-                ) from None
-            start, line = line, reader.line_num + 1
-            if cells and (cells[0] or any(cells)):
-                yield start, cells
+        try:
+            # One loop over the reader (no call per row): the import's hot loop.
+            for cells in reader:
+                start, line = line, reader.line_num + 1
+                if cells and (cells[0] or any(cells)):
+                    yield start, cells
+        except UnicodeDecodeError:
+            raise refuse_undecodable(path, fmt) from None
+        except csv.Error as exc:
+            raise FileRefused(
+                _quoting_message(line, reader.line_num, str(exc)), line
+            ) from None
 
 
 def _quoting_message(line: int, now: int, detail: str) -> str:
