@@ -56,6 +56,12 @@ class NotFound(WaveError):
     status = 404
 
 
+class NoSpace(WaveError):
+    """The server's disk is full: the upload was refused and nothing was kept."""
+
+    status = 507
+
+
 class Conflict(WaveError):
     """The operation is refused in the current state (e.g. a type with experiments)."""
 
@@ -81,6 +87,10 @@ MESSAGES = {
     ),
     422: ("Invalid input", "Some fields need fixing."),
     500: ("Something went wrong", "An unexpected error occurred. Nothing was saved."),
+    507: (
+        "No disk space",
+        "The server has no disk space left for this. Nothing was saved.",
+    ),
     503: (
         "Database unavailable",
         "The database is not reachable right now. Nothing was saved; "

@@ -375,6 +375,8 @@ def _wrap(route: Route) -> Callable[..., Any]:
         except WaveError as exc:  # a domain rule: its message is safe to show
             _rollback()
             status = 404 if isinstance(exc, NotFound) else 400
+            if exc.status >= 500:  # the server's own state (a full disk): say so
+                status = exc.status
             return error_response(ApiError(status, exc.message))
         if isinstance(result, Response):
             return result

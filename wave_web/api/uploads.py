@@ -31,6 +31,7 @@ from pydantic import BaseModel
 from pydantic import Field
 from werkzeug.datastructures import FileStorage
 from werkzeug.datastructures import MultiDict
+from werkzeug.wsgi import LimitedStream
 
 from wave_web.api.data import BASE
 from wave_web.api.data import EXPERIMENT
@@ -157,7 +158,10 @@ def _the_file(query: UploadQuery) -> FileStorage:
         raise ApiError(400, NO_FILE)
     default = "upload.xlsx" if mimetype in XLSX_TYPES else "upload.csv"
     return FileStorage(
-        stream=request.stream,
+        # A body that ends before Content-Length (the client went away) raises
+        # ClientDisconnected instead of looking like a shorter, complete file: behind
+        # gunicorn (wsgi.input_terminated) request.stream itself does not check.
+        stream=LimitedStream(request.stream, request.content_length),
         filename=query.filename or default,
         content_type=mimetype,
         content_length=request.content_length,

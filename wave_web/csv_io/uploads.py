@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import errno
 import hashlib
 import io
 import logging
@@ -21,10 +22,16 @@ from typing import IO
 
 from flask import current_app
 
+from wave_web.errors import NoSpace
+
 log = logging.getLogger(__name__)
 
 COPY_CHUNK = 1024 * 1024
 MAX_FILE_NAME = 255
+NO_SPACE = (
+    "The server has no disk space left for this upload. Nothing was saved: ask an "
+    "administrator to free space in the upload folder, then upload the file again."
+)
 
 
 @dataclass(frozen=True)
@@ -71,6 +78,11 @@ def store_stream(stream: IO[bytes], final: str) -> StoredFile:
                 size += len(chunk)
                 out.write(chunk)
         os.replace(part, final)
+    except OSError as exc:
+        remove_file(part)
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise NoSpace(NO_SPACE) from None
+        raise
     except BaseException:
         remove_file(part)
         raise
