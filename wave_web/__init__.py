@@ -17,6 +17,7 @@ from wave_web import config
 from wave_web import database
 from wave_web import errors
 from wave_web import htmx
+from wave_web import replica
 from wave_web import requestlog
 from wave_web import templating
 from wave_web.csv_io import queue
@@ -50,6 +51,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     migrate.init_app(app, db, directory=database.MIGRATIONS_DIR, render_as_batch=True)
     with app.app_context():
         database.configure_engine(db.engine)
+    replica.init_app(app)  # DATABASE_READ_URL: reads of GET pages on the replica
     limiter.init_app(app)
     for module in (errors, htmx, templating, cli):
         module.init_app(app)
@@ -100,6 +102,16 @@ def _finish_config(app: Flask) -> None:
         **options,
         **app.config.get("SQLALCHEMY_ENGINE_OPTIONS", {}),
     }
+    if app.config.get("WAVE_DATABASE_READ_URL"):
+        read_url = config.normalise_database_url(app.config["WAVE_DATABASE_READ_URL"])
+        try:
+            bind = replica.bind_options(
+                uri, read_url, app.config["SQLALCHEMY_ENGINE_OPTIONS"]
+            )
+        except replica.ReplicaRefused as exc:
+            raise config.ConfigError(str(exc)) from None
+        binds = app.config.get("SQLALCHEMY_BINDS") or {}
+        app.config["SQLALCHEMY_BINDS"] = {**binds, replica.READ_BIND: bind}
     if not app.config.get("SECRET_KEY"):
         app.config["SECRET_KEY"] = config.instance_secret(app.instance_path)
 

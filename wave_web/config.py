@@ -40,6 +40,9 @@ def defaults(instance_path: str) -> dict[str, Any]:
         "WAVE_SESSION_MAX_HOURS": 12,
         "WAVE_PROXY_COUNT": 0,
         "WAVE_PAGE_QUERY_SECONDS": 30,
+        # Read replica (wave_web/replica.py): DATABASE_READ_URL, PostgreSQL only
+        "WAVE_DATABASE_READ_URL": None,
+        "WAVE_READ_PIN_SECONDS": 5,  # primary after a write; the replica's lag limit
         "WAVE_LOGIN_LIMIT": "10 per minute",  # per address and per account
         "RATELIMIT_STORAGE_URI": "memory://",  # redis://… when several workers run
         "RATELIMIT_HEADERS_ENABLED": False,
@@ -88,6 +91,7 @@ POSITIVE_INTEGERS = (
     ("WAVE_SESSION_MAX_HOURS", "WAVE_SESSION_MAX_HOURS", 1, "12"),
     ("WAVE_PROXY_COUNT", "WAVE_PROXY_COUNT", 1, "1"),
     ("WAVE_PAGE_QUERY_SECONDS", "WAVE_PAGE_QUERY_SECONDS", 1, "30"),
+    ("WAVE_READ_PIN_SECONDS", "WAVE_READ_PIN_SECONDS", 1, "5"),
     ("WAVE_API_MAX_BODY_MB", "WAVE_API_MAX_BODY_BYTES", 1024 * 1024, "32"),
     ("WAVE_API_BATCH_MAX_ROWS", "WAVE_API_BATCH_MAX_ROWS", 1, "10000"),
 )
@@ -123,6 +127,8 @@ def from_environment(environ: Mapping[str, str] | None = None) -> dict[str, Any]
     found: dict[str, Any] = {}
     if env.get("DATABASE_URL"):
         found["SQLALCHEMY_DATABASE_URI"] = env["DATABASE_URL"]
+    if env.get("DATABASE_READ_URL"):
+        found["WAVE_DATABASE_READ_URL"] = env["DATABASE_READ_URL"]
     if env.get("SECRET_KEY"):
         found["SECRET_KEY"] = env["SECRET_KEY"]
     for variable, key in TEXTS:

@@ -20,6 +20,7 @@ from flask import has_request_context
 from flask import request
 from flask_migrate import upgrade
 
+from wave_web import sqlitelock
 from wave_web.extensions import db
 
 log = logging.getLogger(__name__)
@@ -62,9 +63,16 @@ def configure_engine(engine: sa.Engine) -> None:
             "wave_lower", 1, _lower_or_none, deterministic=True
         )
 
+    turn = sqlitelock.turn_file(engine)
+
     @sa.event.listens_for(engine, "begin")
     def on_begin(conn):
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if _is_write_request() else "BEGIN")
+        if not _is_write_request():
+            conn.exec_driver_sql("BEGIN")
+        elif has_request_context():
+            sqlitelock.begin_for_request(conn, turn)
+        else:  # import jobs and their bookkeeping let waiting requests go first
+            sqlitelock.begin_in_background(conn, turn)
 
 
 def _lower_or_none(value):
@@ -107,7 +115,21 @@ def read_only_when(is_read_only: Callable[[], bool]) -> Callable[[V], V]:
     return mark
 
 
+def primary_only(view: V) -> V:
+    """Mark a GET view that must read the primary, never a read replica (/health)."""
+    view.wave_primary = True  # type: ignore[attr-defined]
+    return view
+
+
 _intent = threading.local()
+
+
+def intent() -> bool | None:
+    """True inside writing(), False inside reading(), else None (the request's own).
+
+    Either way the statements go to the primary, never a read replica (replica.py).
+    """
+    return getattr(_intent, "writes", None)
 
 
 @contextlib.contextmanager
@@ -132,8 +154,9 @@ def writing() -> contextlib.AbstractContextManager[None]:
 def reading() -> contextlib.AbstractContextManager[None]:
     """Transactions begun inside do not take the write lock, even in a POST.
 
-    For the short look-ups before a view runs (who is signed in); the caller ends that
-    transaction before the view begins its own.
+    For the short look-ups before a view runs (who is signed in, which API key): on
+    the primary, so a session ended or a key revoked a moment ago is seen at once; the
+    caller ends that transaction before the view begins its own.
     """
     return _intending(False)
 

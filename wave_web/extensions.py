@@ -9,12 +9,15 @@ from flask_sqlalchemy import SQLAlchemy
 from flask_wtf.csrf import CSRFProtect
 from sqlalchemy.orm import DeclarativeBase
 
+from wave_web.replica import RoutingSession
+
 
 class Base(DeclarativeBase):
     pass
 
 
-db = SQLAlchemy(model_class=Base)
+# One session per request; with DATABASE_READ_URL its reads may go to the replica
+db = SQLAlchemy(model_class=Base, session_options={"class_": RoutingSession})
 csrf = CSRFProtect()
 migrate = Migrate()
 # Storage from RATELIMIT_STORAGE_URI (memory:// by default; redis:// for many workers)

@@ -14,6 +14,7 @@ from flask import current_app
 from flask import request
 
 import wave_web.database as database
+from wave_web import replica
 from wave_web.api.http import API_VERSION
 from wave_web.api.http import json_response
 from wave_web.extensions import db
@@ -29,9 +30,14 @@ def _api(view):
 
 
 @_api
+@database.primary_only
 def health():
     """200 when the database answers and is at this code's newest migration, else
-    503 with the reason (one indexed read of alembic_version per probe)."""
+    503 with the reason (one indexed read of alembic_version per probe).
+
+    With DATABASE_READ_URL, `read_replica` says whether the replica is used (ok) or
+    passed over (lagging, unreachable); the app then reads the primary, so it stays 200.
+    """
     reason = None
     if not current_app.extensions.get("wave_migrated"):
         reason = "database migrations not applied"
@@ -51,7 +57,11 @@ def health():
                 db.session.rollback()
     if reason:
         return unhealthy(reason)
-    return json_response({"status": "healthy", "service": SERVICE})
+    body = {"status": "healthy", "service": SERVICE}
+    read_replica = replica.health()
+    if read_replica is not None:
+        body["read_replica"] = read_replica
+    return json_response(body)
 
 
 def unhealthy(reason: str):

@@ -49,6 +49,7 @@ from werkzeug.datastructures import MultiDict
 from wave_web import columns
 from wave_web import datatables
 from wave_web import queries
+from wave_web import replica
 from wave_web.errors import WaveError
 from wave_web.extensions import db
 from wave_web.models import Experiment
@@ -277,7 +278,7 @@ def plan_export(
         table_name=xtype.table_name,
         schema_version=xtype.schema_version,
         table=datatables.reflect(xtype),
-        engine=db.engine,
+        engine=replica.read_engine(),  # the read replica's, for a GET with one
         query=query,
         columns=chosen,
         options=options,

@@ -1,0 +1,327 @@
+"""Read scale-out: pages that only read go to a PostgreSQL streaming replica.
+
+With DATABASE_READ_URL set (PostgreSQL only), the engine of that URL is the
+Flask-SQLAlchemy bind `wave_read`, and the one session of a request chooses per
+transaction (RoutingSession.get_bind):
+
+- A GET/HEAD request's SELECTs go to the replica: grid pages, summaries, exports, the
+  lists and the API's GETs. Everything else goes to the primary: POST/PUT/PATCH/DELETE
+  requests whole, background threads and commands (import jobs, the job queue,
+  migrations: no request), the sign-in and API key look-ups (`database.reading()`),
+  short writes inside a GET (`database.writing()`: an API key's last use, the audit
+  entry of an export), the views marked `database.primary_only` (/health), and any
+  INSERT/UPDATE/DELETE, DDL, flush or SELECT … FOR UPDATE; once a transaction has
+  written on the primary, the rest of it reads there too (its own changes).
+- Read-your-writes: a request that committed a write pins its user to the primary for
+  WAVE_READ_PIN_SECONDS (default 5). A browser keeps the pin in its signed session
+  cookie; an API key is pinned while the audit log has a change by that key younger
+  than the pin (every change is audited in its own transaction), so the pin holds
+  across workers and servers. The replica is used only while its replay lag is under
+  the pin length: after the pin expires the replica has the user's change.
+- A replica that is down, not reachable, or lags the pin length or more is passed
+  over: reads go to the primary, and the replica is not tried again for DOWN_SECONDS.
+  Only a replica that dies during a request's own statements gives that one request
+  the database 503 page. /health reports the replica's state (and stays 200: the app
+  serves from the primary).
+- Replica transactions are REPEATABLE READ: one snapshot for the type's registry row
+  and the catalog that `datatables.reflect` reads, so the reflection cache, keyed by
+  (table, schema_version), never pairs a registry version with another version's
+  catalog, however far the replica lags. The page time limit (statement_timeout)
+  applies on the replica as on the primary (database.configure_engine).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import logging
+import threading
+import time
+from typing import Any
+
+import sqlalchemy as sa
+from flask import Flask
+from flask import current_app
+from flask import g
+from flask import has_request_context
+from flask import request
+from flask import session
+from flask.sessions import NullSession
+from flask_sqlalchemy.session import Session
+
+log = logging.getLogger(__name__)
+
+READ_BIND = "wave_read"  # the Flask-SQLAlchemy bind key of the replica's engine
+PIN_KEY = "wave_pin"  # in the signed session cookie: epoch seconds until
+DOWN_SECONDS = 5  # a replica found down or lagging is not tried again for this long
+_WROTE = "wave_wrote"  # session.info: this transaction wrote on the primary
+
+
+class ReplicaRefused(ValueError):
+    """DATABASE_READ_URL cannot be used with this DATABASE_URL (config.ConfigError)."""
+
+
+def bind_options(primary_url: str, read_url: str, options: dict[str, Any]) -> dict:
+    """The `wave_read` bind: the primary's pool settings, REPEATABLE READ.
+
+    Refused unless both URLs are PostgreSQL: SQLite has no streaming replica.
+    """
+    if not primary_url.startswith("postgresql"):
+        raise ReplicaRefused(
+            "DATABASE_READ_URL (a read replica) needs PostgreSQL: DATABASE_URL is "
+            "SQLite, which has no streaming replica. Unset DATABASE_READ_URL."
+        )
+    if not read_url.startswith("postgresql"):
+        raise ReplicaRefused(
+            "DATABASE_READ_URL must be a postgresql:// URL of a streaming replica "
+            "of DATABASE_URL."
+        )
+    return {**options, "url": read_url, "isolation_level": "REPEATABLE READ"}
+
+
+# ----------------------------------------------------------------------
+# The session: one per request, an engine per transaction
+# ----------------------------------------------------------------------
+
+
+def _is_read(clause: Any) -> bool:
+    """A statement the replica may run: a SELECT without FOR UPDATE (or none yet:
+    `session.connection()` for reflection and Core reads)."""
+    if clause is None:
+        return True
+    if isinstance(clause, sa.sql.Select | sa.sql.CompoundSelect):
+        return getattr(clause, "_for_update_arg", None) is None
+    if isinstance(clause, sa.TextClause):
+        text = clause.text.lstrip().lower()
+        return text.startswith("select") and "for update" not in text
+    return False
+
+
+class RoutingSession(Session):
+    """Flask-SQLAlchemy's session, reading from the replica when the request may."""
+
+    def get_bind(self, mapper=None, clause=None, bind=None, **kwargs):
+        if bind is None and not self.info.get(_WROTE):
+            replica = self._db.engines.get(READ_BIND)
+            if replica is not None:
+                if not self._flushing and _is_read(clause):
+                    if _replica_for_request() is not None:
+                        return replica
+                else:
+                    self.info[_WROTE] = True  # the rest of the transaction: primary
+        return super().get_bind(mapper=mapper, clause=clause, bind=bind, **kwargs)
+
+
+@sa.event.listens_for(RoutingSession, "after_commit")
+def _after_commit(session_: Session) -> None:
+    if has_request_context() and (
+        session_.info.get(_WROTE) or request.method not in ("GET", "HEAD")
+    ):
+        g.wave_wrote = True  # after a change, after_request pins the user (cookie)
+
+
+@sa.event.listens_for(RoutingSession, "after_transaction_end")
+def _after_transaction_end(session_: Session, transaction) -> None:
+    if transaction.parent is None:
+        session_.info.pop(_WROTE, None)
+
+
+# ----------------------------------------------------------------------
+# Which requests read from the replica
+# ----------------------------------------------------------------------
+
+
+def read_engine() -> sa.Engine:
+    """The engine this request's reads use now (an export streams on it)."""
+    from wave_web.extensions import db
+
+    return _replica_for_request() or db.engine
+
+
+def _replica_for_request() -> sa.Engine | None:
+    """The replica's engine if this request (now) reads from it, else None."""
+    if not has_request_context() or request.method not in ("GET", "HEAD"):
+        return None
+    from wave_web import database
+
+    if database.intent() is not None:  # reading()/writing(): on the primary
+        return None
+    view = current_app.view_functions.get(request.endpoint or "")
+    if getattr(view, "wave_api", False) and g.get("api_key") is None:
+        return None  # before the key is known (its pin): the primary, not remembered
+    choice = g.get("wave_replica", False)
+    if choice is False:
+        choice = g.wave_replica = _choose()
+    return choice
+
+
+def _choose() -> sa.Engine | None:
+    from wave_web.extensions import db
+
+    view = current_app.view_functions.get(request.endpoint or "")
+    if view is None or getattr(view, "wave_primary", False) or _pinned():
+        return None
+    engine = db.engines.get(READ_BIND)
+    state = _state(current_app)
+    if engine is None or not state.usable(engine, pin_seconds()):
+        return None
+    return engine
+
+
+def pin_seconds() -> int:
+    return int(current_app.config.get("WAVE_READ_PIN_SECONDS") or 5)
+
+
+def _pinned() -> bool:
+    """The user (browser) or API key wrote within the pin: read from the primary."""
+    key = g.get("api_key")
+    if key is None:
+        until = session.get(PIN_KEY)
+        return isinstance(until, int) and until > time.time()
+    return _key_wrote_recently(g.get("audit_actor"))
+
+
+def _key_wrote_recently(actor: str | None) -> bool:
+    """A change by this API key is in the audit log within the pin (primary)."""
+    from wave_web.extensions import db
+    from wave_web.models import AuditEntry
+    from wave_web.models import utcnow
+
+    if not actor:
+        return True
+    since = utcnow() - dt.timedelta(seconds=pin_seconds())
+    stmt = (
+        sa.select(AuditEntry.id)
+        .where(
+            AuditEntry.created_at >= since,
+            AuditEntry.actor == actor[:255],
+            AuditEntry.action.not_in(("rows.export", "access.refused")),
+        )
+        .limit(1)
+    )
+    try:
+        with db.engine.connect() as conn:
+            return conn.execute(stmt).first() is not None
+    except sa.exc.SQLAlchemyError:
+        return True  # the view's own read of the primary will say what is wrong
+
+
+def pin_after_write(response):
+    """after_request: a browser request that committed a change pins its user.
+
+    Not the audit entry of a GET (an export, a refusal): that changes no data the
+    user reads back, and pinning every export would send the next pages to the primary.
+    """
+    if (
+        g.get("wave_wrote")
+        and request.method not in ("GET", "HEAD")
+        and not isinstance(session, NullSession)
+    ):
+        session[PIN_KEY] = int(time.time()) + pin_seconds()
+    return response
+
+
+# ----------------------------------------------------------------------
+# The replica's state: probed on the request that would use it
+# ----------------------------------------------------------------------
+
+_PROBE = sa.text(
+    "SELECT pg_is_in_recovery(), "
+    "CASE WHEN NOT pg_is_in_recovery() "
+    "  OR pg_last_wal_receive_lsn() = pg_last_wal_replay_lsn() THEN 0 "
+    "ELSE COALESCE(EXTRACT(EPOCH FROM now() - pg_last_xact_replay_timestamp()), 0) "
+    "END"
+)
+
+
+@dataclasses.dataclass
+class ReplicaState:
+    """What the last probe found (per process); down/lagging: skipped for a while."""
+
+    status: str = "unknown"  # ok, lagging, unreachable
+    lag_seconds: float = 0.0
+    standby: bool = True
+    skip_until: float = 0.0
+    lock: threading.Lock = dataclasses.field(default_factory=threading.Lock)
+
+    def usable(self, engine: sa.Engine, pin: int) -> bool:
+        """Probe (one round trip) unless skipped; True when fit for this request."""
+        if time.monotonic() < self.skip_until:
+            return False
+        self.probe(engine, pin)
+        return self.status == "ok"
+
+    def probe(self, engine: sa.Engine, pin: int) -> None:
+        try:
+            with engine.connect() as conn:
+                standby, lag = conn.execute(_PROBE).one()
+        except sa.exc.SQLAlchemyError as exc:
+            if self.status != "unreachable":
+                log.warning(
+                    "read replica unreachable (%s); reading from the primary",
+                    type(exc.orig or exc).__name__,
+                )
+            self._set("unreachable", 0.0, True)
+            return
+        lag = float(lag or 0)
+        if lag >= pin:
+            if self.status != "lagging":
+                log.warning(
+                    "read replica lags %.1f s (pin %d s); reading from the primary",
+                    lag,
+                    pin,
+                )
+            self._set("lagging", lag, bool(standby))
+            return
+        if self.status in ("unreachable", "lagging"):
+            log.info("read replica back (lag %.1f s); reading from it again", lag)
+        self._set("ok", lag, bool(standby))
+
+    def _set(self, status: str, lag: float, standby: bool) -> None:
+        with self.lock:
+            self.status, self.lag_seconds, self.standby = status, lag, standby
+            self.skip_until = time.monotonic() + DOWN_SECONDS if status != "ok" else 0
+
+
+def _state(app: Flask) -> ReplicaState:
+    return app.extensions["wave_replica_state"]
+
+
+def health() -> dict[str, Any] | None:
+    """The replica's state for /health (probed now), or None without a replica."""
+    from wave_web.extensions import db
+
+    engine = db.engines.get(READ_BIND)
+    if engine is None:
+        return None
+    state = _state(current_app)
+    state.probe(engine, pin_seconds())
+    found: dict[str, Any] = {"status": state.status}
+    if state.status != "unreachable":
+        found["lag_seconds"] = round(state.lag_seconds, 3)
+    if not state.standby:
+        found["warning"] = "DATABASE_READ_URL is not a standby server"
+    return found
+
+
+def _mark_down_on_error(context) -> None:
+    """handle_error on the replica's engine: a lost connection skips it for a while."""
+    if context.is_disconnect or isinstance(context.original_exception, OSError):
+        state = _state(current_app) if has_request_context() else None
+        if state is not None:
+            state._set("unreachable", 0.0, True)
+
+
+def init_app(app: Flask) -> None:
+    """Set up the replica's engine (page time limit) and the pins; no-op without one."""
+    from wave_web import database
+    from wave_web.extensions import db
+
+    app.extensions["wave_replica_state"] = ReplicaState()
+    with app.app_context():
+        engine = db.engines.get(READ_BIND)
+        if engine is None:
+            return
+        database.configure_engine(engine)
+        sa.event.listen(engine, "handle_error", _mark_down_on_error)
+    app.after_request(pin_after_write)
