@@ -20,6 +20,7 @@ from flask import has_request_context
 from flask import request
 from flask_migrate import upgrade
 
+from wave_web import sqlitelock
 from wave_web.extensions import db
 
 log = logging.getLogger(__name__)
@@ -62,9 +63,16 @@ def configure_engine(engine: sa.Engine) -> None:
             "wave_lower", 1, _lower_or_none, deterministic=True
         )
 
+    turn = sqlitelock.turn_file(engine)
+
     @sa.event.listens_for(engine, "begin")
     def on_begin(conn):
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if _is_write_request() else "BEGIN")
+        if not _is_write_request():
+            conn.exec_driver_sql("BEGIN")
+        elif has_request_context():
+            sqlitelock.begin_for_request(conn, turn)
+        else:  # import jobs and their bookkeeping let waiting requests go first
+            sqlitelock.begin_in_background(conn, turn)
 
 
 def _lower_or_none(value):
