@@ -132,7 +132,9 @@ def page(new_page, lab):
     return new_page
 
 
-def shot(page, folder: Path, name: str, *, top=None, upto=None, element=None) -> None:
+def shot(
+    page, folder: Path, name: str, *, top=None, upto=None, element=None, margin=16
+) -> None:
     """Save `name`.png: the page from `top` (default: its top) down to the bottom of
     `upto` (default: one window's height), or just `element` with a margin."""
     # The page and its htmx requests (live checks, summaries) have finished.
@@ -151,7 +153,7 @@ def shot(page, folder: Path, name: str, *, top=None, upto=None, element=None) ->
         y = max(_page_box(page, top)["y"] - 12, 0) if top is not None else 0
         if upto is not None:
             bottom = _page_box(page, upto)
-            height = bottom["y"] + bottom["height"] + 16 - y
+            height = bottom["y"] + bottom["height"] + margin - y
         else:
             height = VIEWPORT["height"]
         clip = {"x": 0, "y": y, "width": VIEWPORT["width"], "height": height}
@@ -385,8 +387,9 @@ def test_upload_a_csv_and_fix_its_errors(page, lab, shots, tmp_path):
     page.get_by_role("button", name="Upload and check").click()
     ok = page.locator(".alert-success")
     expect(ok).to_contain_text("All 12 rows are valid.", timeout=JOBS)
-    expect(page.locator("table.preview-rows tbody tr").first).to_contain_text("P014")
-    shot(page, shots, "import-valid")
+    preview = page.locator("table.preview-rows tbody tr")
+    expect(preview.first).to_contain_text("P014")
+    shot(page, shots, "import-valid", upto=preview.nth(3), margin=1)
     page.get_by_role("button", name="Import 12 rows").click()
 
     expect(ok).to_contain_text("Imported 12 rows.", timeout=JOBS)
