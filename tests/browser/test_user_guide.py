@@ -12,6 +12,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import shutil
 import time
 import urllib.error
@@ -608,3 +609,13 @@ def test_manage_users_and_api_keys(page, lab, shots):
         "revoked"
     )
     assert _post_row(url, pilot, secret) == 401
+
+
+def test_every_picture_of_the_guide_is_taken_by_this_walk():
+    guide = (GUIDE.parent / "guide.md").read_text(encoding="utf-8")
+    shown = set(re.findall(r"\]\(guide/([a-z-]+)\.png\)", guide))
+    taken = set(
+        re.findall(r'shot\(\s*page,\s*shots,\s*"([a-z-]+)"', Path(__file__).read_text())
+    )
+    assert shown == taken
+    assert {p.stem for p in GUIDE.glob("*.png")} == taken  # none left over
