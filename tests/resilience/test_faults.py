@@ -211,11 +211,13 @@ class Pause:
     def __init__(self) -> None:
         self.reached = threading.Event()
         self.go = threading.Event()
+        self.result: object = None
 
     def after(self, fn: Callable) -> Callable:
         def paused(*args, **kwargs):
             result = fn(*args, **kwargs)
             if not self.reached.is_set():
+                self.result = result
                 self.reached.set()
                 assert self.go.wait(BOUND), "the test never released the pause"
             return result
@@ -253,6 +255,7 @@ def test_database_restarted_mid_import_leaves_nothing_and_the_next_request_works
         job_url = answer.headers["Location"]
         job_id = answer.json["job"]
         assert pause.reached.wait(BOUND), "the import never wrote its rows"
+        assert pause.result.written == 500  # in its transaction, not committed yet
 
         cluster.restart("fast")
         pause.go.set()
@@ -262,6 +265,7 @@ def test_database_restarted_mid_import_leaves_nothing_and_the_next_request_works
         assert page.status_code == 200 and seconds < 5, (page.status_code, seconds)
         assert NOTHING in page.text
         assert_plain(page.text)
+        assert [state for _job, state, _m in job_rows(app, experiment)] == ["failed"]
         status = client.get(
             f"/api/v1/imports/{job_id}", headers={"Authorization": f"Bearer {key}"}
         )

@@ -55,6 +55,7 @@ from wave_web.csv_io.reading import FileRefused
 from wave_web.csv_io.uploads import job_path
 from wave_web.csv_io.uploads import remove_file
 from wave_web.errors import NotFound
+from wave_web.errors import is_database_down
 from wave_web.extensions import db
 from wave_web.models import Experiment
 from wave_web.models import ExperimentType
@@ -70,6 +71,10 @@ INTERRUPTED = (
     "Nothing was written; upload the file again."
 )
 UNEXPECTED = "The import stopped on an unexpected error. Nothing was written."
+DATABASE_LOST = (
+    "The connection to the database was lost during the import. Nothing was "
+    "written; upload the file again."
+)
 CANCELLED = "Cancelled. Nothing was written."
 ABANDONED = "Not confirmed in time; the uploaded file was deleted. Nothing was written."
 
@@ -250,11 +255,16 @@ class Runner:
                 if start in ("create", "check", "recheck") and not self._check(live):
                     return
                 self._import(live)
-            except Exception:
+            except Exception as exc:
                 log.exception("import job %s failed", live.job_uuid)
                 db.session.rollback()
+                lost = is_database_down(exc)  # e.g. restarted: its transaction is gone
                 with contextlib.suppress(sa_exc.SQLAlchemyError):
-                    self._finish(live.job_uuid, "failed", message=UNEXPECTED)
+                    self._finish(
+                        live.job_uuid,
+                        "failed",
+                        message=DATABASE_LOST if lost else UNEXPECTED,
+                    )
             finally:
                 db.session.rollback()
                 if self.owner is not None:  # the database keeps the upload
