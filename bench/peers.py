@@ -23,14 +23,24 @@ Generates N rows with ../shared/bench/gen_csv.py (or reuses --csv), then per dat
 4. **Export** of the whole experiment: the app's CSV download against Datasette's
    CSV export (`.csv?_stream=on`), streamed over HTTP, interleaved, every row counted.
 
+Ratios are app / peer. For times (ms) a ratio > 1 means the app is SLOWER; for
+rates (rows/s) a ratio > 1 means the app is FASTER (printed at the top of a run).
+The imports' peers are fair to the letter: the same file, into a table with the
+app's data-table columns and indexes, created empty just before, in one
+transaction each (pandas' to_sql runs in one; the raw executemany in BEGIN …
+COMMIT), each timed from reading the file to the commit; the app from sending the
+file to its job's success.
+
 Every server started is stopped and every database dropped at the end, also on
 Ctrl-C or an error. The last line is
 
     RESULT worst_grid_ratio=… import_sqlite_vs_pandas=… import_pg_vs_copy=…
-           export_vs_datasette=… summary_cold_ms=…
+           export_vs_datasette=… summary_cold_ms=… import_sqlite_vs_executemany=…
 
-(on one line). usage: python bench/peers.py [--rows N] [--reps 7]
-    [--backend sqlite|postgresql|both] [--csv PATH] [--keep]
+(on one line; worst_grid_ratio and summary_cold_ms are times: lower is better; the
+import and export ratios are rates: higher is better). usage: python bench/peers.py
+    [--rows N] [--reps 7] [--import-reps 1] [--backend sqlite|postgresql|both]
+    [--only import,grid,summary,export] [--csv PATH] [--keep]
 PostgreSQL: a database made on WAVE_BENCH_DATABASE_URL's server
 (default postgresql://postgres@127.0.0.1:5432/test) and dropped at the end.
 """
@@ -97,6 +107,7 @@ CSRF = re.compile(rb'name="csrf_token" value="([^"]+)"')
 APP_ROWS = b'id="row-'  # a grid page that shows rows
 PEER_ROWS = b'class="col-id'  # a Datasette table page that shows rows
 LOAD_TIMEOUT = 3600
+PARTS = ("import", "grid", "summary", "export")
 
 
 STOPPED_BY: list[int] = []  # the signal that stopped the run
@@ -143,15 +154,30 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--rows", type=int, default=1_000_000)
     p.add_argument("--reps", type=int, default=7, help="timed requests per case")
     p.add_argument(
+        "--import-reps",
+        type=int,
+        default=1,
+        help="rounds of the imports (app, then each peer; medians)",
+    )
+    p.add_argument(
         "--backend", choices=("sqlite", "postgresql", "both"), default="both"
     )
     p.add_argument("--csv", type=Path, help="reuse (or keep) the generated CSV here")
     p.add_argument(
+        "--only",
+        default=",".join(PARTS),
+        help=f"comma-separated parts to run, of {','.join(PARTS)} (default: all); "
+        "grid, summary and export need the import",
+    )
+    p.add_argument(
         "--keep", action="store_true", help="keep the temp folder (SQLite, logs)"
     )
     args = p.parse_args()
-    if args.rows < 1000 or args.reps < 1:
-        p.error("--rows ≥ 1000, --reps ≥ 1")
+    if args.rows < 1000 or args.reps < 1 or args.import_reps < 1:
+        p.error("--rows ≥ 1000, --reps ≥ 1, --import-reps ≥ 1")
+    args.only = set(filter(None, args.only.split(",")))
+    if not args.only or args.only - set(PARTS):
+        p.error(f"--only takes parts of {','.join(PARTS)}")
     return args
 
 
@@ -189,24 +215,33 @@ def run(args: argparse.Namespace, path: Path, tmp: Path) -> None:
             with gunicorn(no_overrides, tmp, env) as base:
                 app = signed_in(base)
                 print(f"\n== {backend}: import ({args.rows:,} rows)", flush=True)
-                found |= imports(backend, url, base, app, made, path, tmp, args.rows)
+                found |= imports(backend, url, base, app, made, path, tmp, args)
+                if args.only == {"import"}:
+                    continue
                 add_sort_index(url, made["type_id"])
                 if peer is None:
                     source = url if backend == "sqlite" else sqlite_source(path, tmp)
                     build_peer(source, peer_file)
                     peer = stack.enter_context(datasette(peer_file, tmp))
-                print(f"\n== {backend}: grid vs Datasette (SQLite copy)", flush=True)
-                grid_ratios += grid(args, url, base, app, peer, peer_file, made)
-                colds.append(summary_cold(args, base, app, made))
-                export_ratios.append(exports(args, base, app, peer, made))
+                if "grid" in args.only:
+                    print(
+                        f"\n== {backend}: grid vs Datasette (SQLite copy)", flush=True
+                    )
+                    grid_ratios += grid(args, url, base, app, peer, peer_file, made)
+                if "summary" in args.only:
+                    colds.append(summary_cold(args, base, app, made))
+                if "export" in args.only:
+                    export_ratios.append(exports(args, base, app, peer, made))
             print(f"(load average {load_average()})", flush=True)
     print(
         "RESULT "
-        f"worst_grid_ratio={fmt(max(grid_ratios))} "
+        f"worst_grid_ratio={fmt(max(grid_ratios, default=math.nan))} "
         f"import_sqlite_vs_pandas={fmt(found.get('sqlite_vs_pandas', math.nan))} "
         f"import_pg_vs_copy={fmt(found.get('pg_vs_copy', math.nan))} "
-        f"export_vs_datasette={fmt(min(export_ratios))} "
-        f"summary_cold_ms={fmt(max(colds))}"
+        f"export_vs_datasette={fmt(min(export_ratios, default=math.nan))} "
+        f"summary_cold_ms={fmt(max(colds, default=math.nan))} "
+        "import_sqlite_vs_executemany="
+        f"{fmt(found.get('sqlite_vs_executemany', math.nan))}"
     )
 
 
@@ -220,8 +255,9 @@ def app_database(backend: str, tmp: Path) -> Iterator[str]:
         yield url
 
 
-def prepare(url: str) -> dict[str, Any]:
-    """The generator's type, the experiment the upload fills, a user who signs in."""
+def prepare(url: str, suffix: str = "", user: bool = True) -> dict[str, Any]:
+    """The generator's type, the experiment the upload fills, a user who signs in
+    (a later import round: another type, so another empty table, and no user)."""
     from wave_web import accounts
     from wave_web import catalog
     from wave_web import schema
@@ -230,9 +266,15 @@ def prepare(url: str) -> dict[str, Any]:
     app = make_app(url)
     try:
         with app.app_context():
-            xtype = schema.create_type("Bench trials", "", TABLE, list(BENCH_COLUMNS))
+            xtype = schema.create_type(
+                f"Bench trials {suffix}".strip(),
+                "",
+                f"{TABLE}{'_' + suffix if suffix else ''}",
+                list(BENCH_COLUMNS),
+            )
             experiment = catalog.create_experiment(xtype, "Bench peers", [], {})
-            accounts.create_user(EMAIL, PASSWORD, "admin")
+            if user:
+                accounts.create_user(EMAIL, PASSWORD, "admin")
             db.session.commit()
             return {"type_id": xtype.id, "experiment": str(experiment.uuid)}
     finally:
@@ -305,26 +347,58 @@ def free_port() -> int:
 # ----------------------------------------------------------------------
 
 
-def imports(backend, url, base, app, made, path, tmp, rows) -> dict[str, float]:
-    """Each contender once into an empty table like the app's; rows/s, app/peer."""
-    app_s = upload(base, app, made["experiment"], path, rows)
-    peers: dict[str, float] = {}
+def imports(backend, url, base, app, made, path, tmp, args) -> dict[str, float]:
+    """The app's upload and each peer into an empty table like the app's, in turn,
+    --import-reps rounds (the app's later rounds into a new type: an empty table as
+    the peers get); medians of rows/s, app/peer (> 1: the app is faster)."""
+    rows = args.rows
+    times: dict[str, list[float]] = {}
+    for rep in range(args.import_reps):
+        target = made if rep == 0 else prepare(url, f"{rep + 1}", user=False)
+        times.setdefault("app", []).append(
+            upload(base, app, target["experiment"], path, rows)
+        )
+        if backend == "sqlite":
+            contenders = {
+                "pandas to_sql": lambda: pandas_seconds(
+                    f"sqlite:///{tmp}/pandas.db", path
+                ),
+                "sqlite-utils insert_all": lambda: sqlite_utils_seconds(
+                    tmp / "su.db", path
+                ),
+                "raw executemany": lambda: executemany_baseline(
+                    f"sqlite:///{tmp}/raw.db", path
+                ),
+            }
+        else:
+            contenders = {
+                "pandas to_sql": lambda: pandas_seconds(url, path),
+                "raw COPY": lambda: copy_in_baseline(url, path),
+            }
+        for name, measure in contenders.items():
+            times.setdefault(name, []).append(measure())
+    rates = {name: [rows / t for t in found] for name, found in times.items()}
+    app_rate = statistics.median(rates.pop("app"))
+    spread = ""
+    if args.import_reps > 1:
+        spread = f" (app runs: {', '.join(f'{rows / t:,.0f}' for t in times['app'])})"
+    print(
+        f"{'import (rows/s, median of ' + str(args.import_reps) + ')':<34}"
+        f"{'app':>12}{'peer':>13}{'ratio':>8}{spread}"
+    )
+    medians = {}
+    for name, found in rates.items():
+        rate = medians[name] = statistics.median(found)
+        print(
+            f"import vs {name:<24}{app_rate:>12,.0f}{rate:>13,.0f}"
+            f"{app_rate / rate:>8.2f}"
+        )
     if backend == "sqlite":
-        peers["pandas to_sql"] = pandas_seconds(f"sqlite:///{tmp}/pandas.db", path)
-        peers["sqlite-utils insert_all"] = sqlite_utils_seconds(tmp / "su.db", path)
-        peers["raw executemany"] = executemany_baseline(f"sqlite:///{tmp}/raw.db", path)
-    else:
-        peers["pandas to_sql"] = pandas_seconds(url, path)
-        peers["raw COPY"] = copy_in_baseline(url, path)
-    app_rate = rows / app_s
-    print(f"{'case':<34}{'app rows/s':>12}{'peer rows/s':>13}{'ratio':>8}")
-    for name, seconds in peers.items():
-        rate = rows / seconds
-        ratio = app_rate / rate
-        print(f"import vs {name:<24}{app_rate:>12,.0f}{rate:>13,.0f}{ratio:>8.2f}")
-    if backend == "sqlite":
-        return {"sqlite_vs_pandas": peers["pandas to_sql"] / app_s}
-    return {"pg_vs_copy": peers["raw COPY"] / app_s}
+        return {
+            "sqlite_vs_pandas": app_rate / medians["pandas to_sql"],
+            "sqlite_vs_executemany": app_rate / medians["raw executemany"],
+        }
+    return {"pg_vs_copy": app_rate / medians["raw COPY"]}
 
 
 def upload(base: str, session: requests.Session, experiment: str, path, rows) -> float:
