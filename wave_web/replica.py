@@ -12,12 +12,15 @@ transaction (RoutingSession.get_bind):
   entry of an export), the views marked `database.primary_only` (/health), and any
   INSERT/UPDATE/DELETE, DDL, flush or SELECT … FOR UPDATE; once a transaction has
   written on the primary, the rest of it reads there too (its own changes).
-- Read-your-writes: a request that committed a write pins its user to the primary for
-  WAVE_READ_PIN_SECONDS (default 5). A browser keeps the pin in its signed session
-  cookie; an API key is pinned while the audit log has a change by that key younger
-  than the pin (every change is audited in its own transaction), so the pin holds
-  across workers and servers. The replica is used only while its replay lag is under
-  the pin length: after the pin expires the replica has the user's change.
+- Read-your-writes, on every worker and server. A browser request that committed a
+  change pins its user to the primary for WAVE_READ_PIN_SECONDS (default 5), in the
+  signed session cookie; the replica is used only while its replay lag is under the
+  pin length, so once the pin ends the replica has the change. An API request (no
+  cookie) reads the replica only if it has replayed the primary's WAL up to where it
+  was flushed when the request began (`pg_current_wal_flush_lsn()` on the primary,
+  compared with `pg_last_wal_replay_lsn()` in the probe): every change committed
+  before (synchronous_commit on, the default), the key's own included, is then on the
+  replica; else the request reads the primary.
 - A replica that is down, not reachable, or lags the pin length or more is passed
   over: reads go to the primary, and the replica is not tried again for DOWN_SECONDS.
   Only a replica that dies during a request's own statements gives that one request
@@ -33,7 +36,6 @@ transaction (RoutingSession.get_bind):
 from __future__ import annotations
 
 import dataclasses
-import datetime as dt
 import logging
 import threading
 import time
@@ -159,51 +161,54 @@ def _choose() -> sa.Engine | None:
     from wave_web.extensions import db
 
     view = current_app.view_functions.get(request.endpoint or "")
-    if view is None or getattr(view, "wave_primary", False) or _pinned():
+    if view is None or getattr(view, "wave_primary", False):
         return None
     engine = db.engines.get(READ_BIND)
-    state = _state(current_app)
-    if engine is None or not state.usable(engine, pin_seconds()):
+    if engine is None:
         return None
-    return engine
+    state = _state(current_app)
+    if g.get("api_key") is not None:  # an API key: the replica only once caught up
+        needed = g.get("wave_needed", False)
+        if needed is False:
+            needed = _primary_position()
+        if needed is None or not state.usable(engine, pin_seconds(), needed):
+            return None
+        return engine
+    until = session.get(PIN_KEY)  # a browser: pinned after its own change
+    if isinstance(until, int) and until > time.time():
+        return None
+    return engine if state.usable(engine, pin_seconds()) else None
 
 
 def pin_seconds() -> int:
     return int(current_app.config.get("WAVE_READ_PIN_SECONDS") or 5)
 
 
-def _pinned() -> bool:
-    """The user (browser) or API key wrote within the pin: read from the primary."""
-    key = g.get("api_key")
-    if key is None:
-        until = session.get(PIN_KEY)
-        return isinstance(until, int) and until > time.time()
-    return _key_wrote_recently(g.get("audit_actor"))
+def _note_position() -> None:
+    """before_request of an API GET: the primary's position before the request's own
+    small writes (the key's last use), which the replica need not have."""
+    view = current_app.view_functions.get(request.endpoint or "")
+    if (
+        request.method in ("GET", "HEAD")
+        and getattr(view, "wave_api", False)
+        and not getattr(view, "wave_primary", False)
+    ):
+        g.wave_needed = _primary_position()
 
 
-def _key_wrote_recently(actor: str | None) -> bool:
-    """A change by this API key is in the audit log within the pin (primary)."""
+def _primary_position() -> str | None:
+    """How far the primary has flushed its WAL now: every change committed (and so
+    flushed, synchronous_commit being on) before this request, the key's own
+    included, lies before it; the replica receives only flushed WAL. (The insert
+    position would not do: it runs ahead of the last record's end by its alignment,
+    so a replica at rest would never reach it.) None if the primary is down."""
     from wave_web.extensions import db
-    from wave_web.models import AuditEntry
-    from wave_web.models import utcnow
 
-    if not actor:
-        return True
-    since = utcnow() - dt.timedelta(seconds=pin_seconds())
-    stmt = (
-        sa.select(AuditEntry.id)
-        .where(
-            AuditEntry.created_at >= since,
-            AuditEntry.actor == actor[:255],
-            AuditEntry.action.not_in(("rows.export", "access.refused")),
-        )
-        .limit(1)
-    )
     try:
         with db.engine.connect() as conn:
-            return conn.execute(stmt).first() is not None
+            return conn.exec_driver_sql("SELECT pg_current_wal_flush_lsn()").scalar()
     except sa.exc.SQLAlchemyError:
-        return True  # the view's own read of the primary will say what is wrong
+        return None  # the view's own read of the primary will say what is wrong
 
 
 def pin_after_write(response):
@@ -225,12 +230,16 @@ def pin_after_write(response):
 # The replica's state: probed on the request that would use it
 # ----------------------------------------------------------------------
 
+# standby?, replay lag in seconds (0 when all WAL received is replayed), and whether
+# it has replayed up to a position of the primary (:needed; NULL: not asked)
 _PROBE = sa.text(
     "SELECT pg_is_in_recovery(), "
     "CASE WHEN NOT pg_is_in_recovery() "
     "  OR pg_last_wal_receive_lsn() = pg_last_wal_replay_lsn() THEN 0 "
     "ELSE COALESCE(EXTRACT(EPOCH FROM now() - pg_last_xact_replay_timestamp()), 0) "
-    "END"
+    "END, "
+    "NOT pg_is_in_recovery() "
+    "  OR pg_last_wal_replay_lsn() >= CAST(:needed AS pg_lsn)"
 )
 
 
@@ -244,17 +253,18 @@ class ReplicaState:
     skip_until: float = 0.0
     lock: threading.Lock = dataclasses.field(default_factory=threading.Lock)
 
-    def usable(self, engine: sa.Engine, pin: int) -> bool:
-        """Probe (one round trip) unless skipped; True when fit for this request."""
+    def usable(self, engine: sa.Engine, pin: int, needed: str | None = None) -> bool:
+        """Probe (one round trip) unless skipped; True when fit for this request:
+        up, lagging less than the pin, and replayed up to `needed` when given."""
         if time.monotonic() < self.skip_until:
             return False
-        self.probe(engine, pin)
-        return self.status == "ok"
+        return self.probe(engine, pin, needed) and self.status == "ok"
 
-    def probe(self, engine: sa.Engine, pin: int) -> None:
+    def probe(self, engine: sa.Engine, pin: int, needed: str | None = None) -> bool:
+        """Update the state; True when the replica has replayed up to `needed`."""
         try:
             with engine.connect() as conn:
-                standby, lag = conn.execute(_PROBE).one()
+                standby, lag, reached = conn.execute(_PROBE, {"needed": needed}).one()
         except sa.exc.SQLAlchemyError as exc:
             if self.status != "unreachable":
                 log.warning(
@@ -262,7 +272,7 @@ class ReplicaState:
                     type(exc.orig or exc).__name__,
                 )
             self._set("unreachable", 0.0, True)
-            return
+            return False
         lag = float(lag or 0)
         if lag >= pin:
             if self.status != "lagging":
@@ -272,10 +282,11 @@ class ReplicaState:
                     pin,
                 )
             self._set("lagging", lag, bool(standby))
-            return
+            return False
         if self.status in ("unreachable", "lagging"):
             log.info("read replica back (lag %.1f s); reading from it again", lag)
         self._set("ok", lag, bool(standby))
+        return reached is not False
 
     def _set(self, status: str, lag: float, standby: bool) -> None:
         with self.lock:
@@ -324,4 +335,5 @@ def init_app(app: Flask) -> None:
             return
         database.configure_engine(engine)
         sa.event.listen(engine, "handle_error", _mark_down_on_error)
+    app.before_request(_note_position)
     app.after_request(pin_after_write)
