@@ -24,6 +24,7 @@ import pytest
 import sqlalchemy as sa
 from playwright.sync_api import expect
 from tests.browser.conftest import serving
+from tests.conftest import close_app_with_jobs
 from tests.conftest import make_app
 from wave_web import accounts
 from wave_web import catalog
@@ -32,7 +33,6 @@ from wave_web import schema
 from wave_web.access import SEEN_KEY
 from wave_web.access import SESSION_KEY
 from wave_web.columns import ColumnDef
-from wave_web.csv_io import jobs
 from wave_web.extensions import db
 from wave_web.models import Experiment
 from wave_web.models import User
@@ -89,10 +89,7 @@ def lab(lab_database, tmp_path):
     )
     with serving(app) as url:
         yield app, url
-    with app.app_context():
-        assert jobs.wait_all(30), "an import job is stuck"
-        db.session.remove()
-        db.engine.dispose()
+    close_app_with_jobs(app)
 
 
 def _session_cookie(app, url: str) -> dict:
