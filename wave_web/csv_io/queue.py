@@ -211,9 +211,7 @@ def init_app(app: Flask) -> None:
 
     @app.before_request
     def _claim_jobs_here() -> None:
-        found = app.extensions.get("wave_import_runner")
-        if found is None or found.poller is None:
-            start_polling(app)
+        start_polling(app)  # cheap once started (per process: after a fork too)
 
 
 def work(app: Flask, stop: threading.Event, until_idle: bool = False) -> int:
