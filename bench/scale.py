@@ -7,9 +7,11 @@ partitioned by experiment (partitioning.py). Each gets one large experiment of
 `--big` rows, loaded once by the app's own import (COPY) from a generated CSV, and
 99 more experiments that take every further row; the table is grown to each size
 by server-side `INSERT … SELECT` copies of the large experiment's stored rows (the
-values exactly as an import stores them), then VACUUM ANALYZE (what autovacuum does
-after a load). The large experiment stays the same size: what is measured is whether
-a page of one experiment costs more when the table around it is 50 times larger.
+values exactly as an import stores them; a step of over 500k rows drops the indexes
+but the primary key first and builds them again after), then VACUUM ANALYZE (what
+autovacuum does after a load). The large experiment stays the same size: what is
+measured is whether a page of one experiment costs more when the table around it is
+50 times larger.
 
 At each size and for each table, through the Flask test client (the whole request:
 routing, queries, template), ≥ `--reps` timed requests per case, medians and p95:
@@ -27,6 +29,7 @@ tables: on the partitioned one a single partition appears in the plan. The last 
 
 usage: python bench/scale.py [--sizes 200000,1000000,10000000] [--reps 15]
                              [--big 100000] [--deep 50000]
+       python bench/scale.py --convert 1000000   # time `flask partition-type` only
 PostgreSQL: WAVE_BENCH_DATABASE_URL (default postgresql://postgres@127.0.0.1:5432/test);
 everything goes into a throwaway schema, dropped at the end (also on Ctrl-C).
 Disk: about 3 GB per 10M rows and table (check `df -h` first).
@@ -76,6 +79,7 @@ MODULUS = partitioning.MODULUS
 PARTITION = re.compile(r"\bpt_\w+?_[0-9a-f]{8}_\d{2}\b")  # partitioning.partition_name
 CASES = ("first", "filtered", "sorted_deep")
 CHUNK = 1_000_000  # rows per INSERT … SELECT statement (one transaction each)
+REBUILD_OVER = 500_000  # growing by more: indexes dropped, then built again
 
 
 def parse_args() -> argparse.Namespace:
@@ -84,6 +88,12 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--reps", type=int, default=15, help="timed requests per case")
     p.add_argument("--big", type=int, default=100_000, help="rows of the paged one")
     p.add_argument("--deep", type=int, default=50_000, help="rows before sorted_deep")
+    p.add_argument(
+        "--convert",
+        type=int,
+        default=0,
+        help="only time `flask partition-type` on an ordinary type of this many rows",
+    )
     args = p.parse_args()
     args.sizes = sorted(int(s) for s in args.sizes.split(","))
     if args.sizes[0] < args.big:
@@ -114,14 +124,18 @@ def loadavg() -> str:
 
 
 def run(app, args: argparse.Namespace) -> None:
+    variants = {"plain": False} if args.convert else VARIANTS
     tmp = tempfile.mkdtemp(prefix="wave_scale_")
     try:
         csv_path = Path(tmp) / "big.csv"
         generate(csv_path, args.big)
         with app.app_context():
-            made = {v: setup(v, p, csv_path) for v, p in VARIANTS.items()}
+            made = {v: setup(v, p, csv_path) for v, p in variants.items()}
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+    if args.convert:
+        convert(app, made["plain"], args.convert)
+        return
     results: dict[tuple[str, int], dict[str, tuple[float, float]]] = {}
     load_seconds = 0.0
     for size in args.sizes:
@@ -184,6 +198,9 @@ def grow(made: dict[str, Any], size: int) -> float:
     xtype = schema.get_type(made["type_id"])
     table = datatables.reflect(xtype)
     names = [c.name for c in table.columns if c.name not in ("id", "experiment_uuid")]
+    rebuild = size - made["rows"] > REBUILD_OVER
+    if rebuild:  # a bulk load: sorted index builds beat millions of random inserts
+        indexes = drop_indexes(table)
     others = (
         sa.values(sa.column("n", sa.Integer), sa.column("u", sa.Uuid), name="others")
         .data(list(enumerate(made["others"])))
@@ -209,11 +226,35 @@ def grow(made: dict[str, Any], size: int) -> float:
         )
         db.session.commit()
         made["rows"] += n
+    if rebuild:
+        create_indexes(indexes)
     recount(made)
     db.session.commit()
     db.session.remove()
     vacuum_analyze(made["table"])
     return time.perf_counter() - start
+
+
+def drop_indexes(table: sa.Table) -> list[sa.Index]:
+    """Drop the table's indexes but the primary key; the Index objects to rebuild."""
+    kept = []
+    for index in sorted(table.indexes, key=lambda i: i.name):
+        holder = sa.Table(
+            table.name, sa.MetaData(), *(sa.Column(c.name) for c in index.columns)
+        )
+        kept.append(sa.Index(index.name, *(holder.c[c.name] for c in index.columns)))
+        index.drop(db.session.connection())
+    db.session.commit()
+    return kept
+
+
+def create_indexes(indexes: list[sa.Index]) -> None:
+    """CREATE INDEX each again (on a partitioned table: on every partition)."""
+    conn = db.session.connection()
+    conn.exec_driver_sql("SET LOCAL maintenance_work_mem = '256MB'")
+    for index in indexes:
+        index.create(conn)
+    db.session.commit()
 
 
 def recount(made: dict[str, Any]) -> None:
@@ -233,6 +274,18 @@ def recount(made: dict[str, Any]) -> None:
             .where(Experiment.uuid == experiment_uuid)
             .values(row_count=count)
         )
+
+
+def convert(app, made: dict[str, Any], size: int) -> None:
+    """Time partitioning.partition_type (what `flask partition-type` runs)."""
+    with app.app_context():
+        grow(made, size)
+        done = partitioning.partition_type(schema.get_type(made["type_id"]))
+    print(
+        f"partition-type: {done.rows:,} rows in {done.seconds:.1f} s under the lock "
+        f"({done.rows / done.seconds:,.0f} rows/s; load {loadavg()})"
+    )
+    print(f"RESULT convert_rows={done.rows} convert_s={done.seconds:.1f}")
 
 
 # ----------------------------------------------------------------------
