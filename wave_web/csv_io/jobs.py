@@ -249,8 +249,22 @@ def start(
         remove_file(stored.path)
         raise
     if not queue.dispatch(job_uuid, "check"):
-        remove_file(stored.path)  # another server runs it, from the database's copy
+        _drop_unclaimed_copy(job_uuid, stored.path)  # run from the database's copy
     return ImportJob(**values)  # transient: reading the row would open a transaction
+
+
+def _drop_unclaimed_copy(job_uuid: uuid.UUID, path: str) -> None:
+    """Remove the receiver's file of a job left to the queue, unless a process has
+    claimed the job already: the worker processes of a server share the upload
+    folder, and a claimer that found the file reads it (under load an import failed
+    with FileNotFoundError when the receiver removed it meanwhile). The row lock
+    keeps claims (SKIP LOCKED) out while the file goes, so a later claimer fetches
+    the database's copy; a claimer removes the file itself when it ends."""
+    table = ImportJob.__table__
+    stmt = sa.select(table.c.claimed_by).where(table.c.uuid == job_uuid)
+    with db.engine.begin() as conn:
+        if conn.execute(stmt.with_for_update()).scalar() is None:
+            remove_file(path)
 
 
 def _workbook_to_csv(path: str, file_name: str, sheet: str | None) -> None:
