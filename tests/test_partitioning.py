@@ -37,9 +37,17 @@ def rows(n: int, start: int = 0) -> list[dict]:
 
 
 @pytest.fixture
-def pg(dialect):
-    if dialect != "postgresql":
+def pg(database_url):
+    """PostgreSQL only; first in a test's arguments, it skips before an app is made."""
+    if database_url.startswith("sqlite"):
         pytest.skip("partitioned tables exist on PostgreSQL only")
+
+
+@pytest.fixture
+def on_sqlite(database_url):
+    """SQLite only (the refusals); first in a test's arguments."""
+    if not database_url.startswith("sqlite"):
+        pytest.skip("the refusal is SQLite's")
 
 
 def partitioned_type(name: str = "Huge task", table: str = "huge_data"):
@@ -58,7 +66,7 @@ def partitions_holding(db, table_name: str, experiment_uuid) -> set[str]:
     return set(db.session.scalars(stmt))
 
 
-def test_a_partitioned_type_has_hash_partitions_and_a_composite_key(db, pg):
+def test_a_partitioned_type_has_hash_partitions_and_a_composite_key(pg, db):
     xtype = partitioned_type()
     conn = db.session.connection()
     assert partitioning.is_partitioned(conn, "huge_data")
@@ -77,7 +85,7 @@ def test_a_partitioned_type_has_hash_partitions_and_a_composite_key(db, pg):
     assert "16 partitions" in entry.details["after"]["partitioned"]
 
 
-def test_ids_are_unique_across_partitions_and_rows_of_one_experiment_share_one(db, pg):
+def test_ids_are_unique_across_partitions_and_rows_of_one_experiment_share_one(pg, db):
     xtype = partitioned_type()
     experiments = [make_experiment(xtype, f"E{i}") for i in range(6)]
     for e in experiments:
@@ -90,7 +98,7 @@ def test_ids_are_unique_across_partitions_and_rows_of_one_experiment_share_one(d
     assert len(set().union(*holders)) > 1  # spread over partitions, not all in one
 
 
-def test_grid_page_edit_and_delete_by_id_on_a_partitioned_type(client, db, pg):
+def test_grid_page_edit_and_delete_by_id_on_a_partitioned_type(pg, client, db):
     xtype = partitioned_type()
     a, b = make_experiment(xtype, "A"), make_experiment(xtype, "B")
     make_rows(xtype, a, rows(4))
@@ -123,7 +131,7 @@ def test_grid_page_edit_and_delete_by_id_on_a_partitioned_type(client, db, pg):
     assert new["id"] > max(a_ids + b_ids)
 
 
-def test_import_and_export_on_a_partitioned_type(client, db, pg, tmp_path):
+def test_import_and_export_on_a_partitioned_type(pg, client, db, tmp_path):
     xtype = partitioned_type()
     experiment = make_experiment(xtype, "Imported")
     path = tmp_path / "rows.csv"
@@ -142,7 +150,7 @@ def test_import_and_export_on_a_partitioned_type(client, db, pg, tmp_path):
     assert len(partitions_holding(db, "huge_data", experiment.uuid)) == 1
 
 
-def test_schema_changes_apply_to_every_partition(db, pg):
+def test_schema_changes_apply_to_every_partition(pg, db):
     xtype = partitioned_type()
     experiment = make_experiment(xtype, "E")
     make_rows(xtype, experiment, rows(3))
@@ -174,7 +182,7 @@ def test_schema_changes_apply_to_every_partition(db, pg):
     assert stored == [(0.0, "l0", True), (1.0, "l1", True), (2.0, "l2", True)]
 
 
-def test_partition_type_command_keeps_ids_indexes_and_the_sequence(app, db, pg):
+def test_partition_type_command_keeps_ids_indexes_and_the_sequence(pg, app, db):
     xtype = schema.create_type("Grown", "", "grown_data", COLUMNS)
     experiment = make_experiment(xtype, "E")
     make_rows(xtype, experiment, rows(5))
@@ -210,13 +218,13 @@ def test_partition_type_command_keeps_ids_indexes_and_the_sequence(app, db, pg):
     )
 
 
-def test_partition_type_refuses_a_type_already_partitioned(db, pg):
+def test_partition_type_refuses_a_type_already_partitioned(pg, db):
     xtype = partitioned_type()
     with pytest.raises(Conflict, match="already partitioned"):
         partitioning.partition_type(xtype)
 
 
-def test_builder_offers_very_large_on_postgresql_and_creates_it(client, db, pg):
+def test_builder_offers_very_large_on_postgresql_and_creates_it(pg, client, db):
     page = client.get("/types/new")
     assert b'value="partitioned"' in page.data and b"Expected size" in page.data
     form = {
@@ -236,9 +244,7 @@ def test_builder_offers_very_large_on_postgresql_and_creates_it(client, db, pg):
     assert not partitioning.is_partitioned(db.session.connection(), "builder_small")
 
 
-def test_sqlite_hides_the_option_and_refuses_a_partitioned_type(client, db, dialect):
-    if dialect != "sqlite":
-        pytest.skip("the refusal is SQLite's")
+def test_sqlite_hides_the_option_and_refuses_a_partitioned_type(on_sqlite, client, db):
     page = client.get("/types/new")
     assert b"Expected size" not in page.data and b"partitioned" not in page.data
     form = {
@@ -260,9 +266,7 @@ def test_sqlite_hides_the_option_and_refuses_a_partitioned_type(client, db, dial
     assert result.exit_code == 1
 
 
-def test_partition_type_command_is_refused_on_sqlite(app, db, dialect):
-    if dialect != "sqlite":
-        pytest.skip("the refusal is SQLite's")
+def test_partition_type_command_is_refused_on_sqlite(on_sqlite, app, db):
     schema.create_type("Plain", "", "plain_data", COLUMNS)
     db.session.commit()
     result = CliRunner().invoke(app.cli, ["partition-type", "plain_data"])
@@ -270,7 +274,7 @@ def test_partition_type_command_is_refused_on_sqlite(app, db, dialect):
     assert "needs PostgreSQL; this server uses SQLite" in result.output
 
 
-def test_deleting_a_partitioned_type_drops_its_partitions(db, pg):
+def test_deleting_a_partitioned_type_drops_its_partitions(pg, db):
     xtype = partitioned_type()
     schema.delete_type(xtype, "Huge task")
     names = set(sa.inspect(db.session.connection()).get_table_names())
