@@ -517,6 +517,8 @@ def test_worker_killed_mid_import_leaves_no_rows_and_the_job_ends(served):
     assert found, f"no worker was seen importing: {job_rows(served.app, experiment)}"
     job_id, pid = found
     os.kill(pid, signal.SIGKILL)
+    # it was mid-import: none of the rows it wrote was committed
+    assert row_count(served.app, table) == 0, "the import ended before the kill"
     sender.join(BOUND)
 
     def ended() -> dict | None:
@@ -774,6 +776,58 @@ def test_four_concurrent_sqlite_imports_succeed_or_say_busy(served):
     states = [e["state"] for e in ends]
     print(f"4 imports at once on SQLite: {states}, answers {codes}")
     assert states.count("succeeded") >= 1
+
+
+@pytest.mark.postgresql
+def test_two_imports_of_one_type_finishing_at_once_both_succeed(
+    cluster, tmp_path, monkeypatch
+):
+    """Both remember the file's mapping for the type: the second one to store it
+    must not fail on the first one's row (found by the kill test: a resumed
+    import and a new one of the same header ending together)."""
+    url = cluster.create_database(f"faults_{uuid.uuid4().hex[:12]}")
+    app = local_app(url, tmp_path, WAVE_IMPORT_SYNC_SECONDS=30)
+    try:
+        first, table = new_target(app, "Twin imports")
+        with app.app_context():
+            xtype = _db.session.scalar(
+                sa.select(ExperimentType).where(ExperimentType.table_name == table)
+            )
+            second = str(make_experiment(xtype, "Second").uuid)
+            _db.session.commit()
+            _db.session.remove()
+        together = threading.Barrier(2, timeout=30)
+        real = runner_module.remember
+
+        def remember_together(*args, **kwargs):
+            together.wait()  # both looked for no mapping yet, both store one
+            return real(*args, **kwargs)
+
+        monkeypatch.setattr(runner_module, "remember", remember_together)
+        answers: list = [None, None]
+
+        def upload(i: int, experiment: str) -> None:
+            answers[i] = app.test_client().post(
+                f"/api/v1/experiment-data/{experiment}/data/upload",
+                data=csv_text(100).encode(),
+                headers={**auth, "Content-Type": "text/csv"},
+            )
+
+        auth = {"Authorization": f"Bearer {api_key(app)}"}
+        threads = [
+            threading.Thread(target=upload, args=(i, e))
+            for i, e in enumerate((first, second))
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(BOUND)
+        assert [a.status_code for a in answers] == [201, 201], [
+            a.text[:300] for a in answers
+        ]
+        assert row_count(app, table) == 200
+    finally:
+        close_app_with_jobs(app)
 
 
 # ----------------------------------------------------------------------

@@ -10,6 +10,7 @@ from typing import Any
 
 import orjson
 import sqlalchemy as sa
+import sqlalchemy.exc as sa_exc
 
 from wave_web import columns
 from wave_web.columns import ColumnDef
@@ -306,8 +307,17 @@ def remember(xtype: Any, report: Report, options: ImportOptions) -> None:
             header_key=header_key(header),
             header=header[:1000],
             uses=0,
+            mapping=mapping,
+            options=data,
         )
-        db.session.add(memory)
+        try:
+            # Another import of this header may store it first (PostgreSQL: this
+            # insert waits for its commit, then fails): then this one updates theirs
+            # instead of failing the whole import.
+            with db.session.begin_nested():
+                db.session.add(memory)
+        except sa_exc.IntegrityError:
+            memory = remembered(xtype, header)
     memory.mapping, memory.options = mapping, data
     memory.uses = (memory.uses or 0) + 1
     memory.updated_at = utcnow()
