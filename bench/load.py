@@ -62,12 +62,20 @@ def main() -> None:
             print(f"baseline: 1 browsing user alone, {alone_s:.0f} s", flush=True)
             alone = scenario.run(base, ADMIN, plan, alone_s, 1, 0, 0)
             print(
-                f"load: {scenario.BROWSERS} browsing, {scenario.UPLOADERS} uploading "
-                f"{scenario.UPLOAD_ROWS:,}-row CSVs, {scenario.EXPORTERS} exporting; "
+                f"load: {args.browsers} browsing, {args.uploaders} uploading "
+                f"{scenario.UPLOAD_ROWS:,}-row CSVs, {args.exporters} exporting; "
                 f"{args.seconds} s",
                 flush=True,
             )
-            results = scenario.run(base, ADMIN, plan, args.seconds)
+            results = scenario.run(
+                base,
+                ADMIN,
+                plan,
+                args.seconds,
+                args.browsers,
+                args.uploaders,
+                args.exporters,
+            )
             loaded_average = load_average()
             problems = scenario.server_problems(log_path)
         counted, stored = scenario.count_rows(url, folder, experiment)
@@ -83,9 +91,15 @@ def parse_args() -> argparse.Namespace:
         default="postgresql",
         help="PostgreSQL: a throwaway schema on WAVE_BENCH_DATABASE_URL's server",
     )
+    for kind, default in (
+        ("browsers", scenario.BROWSERS),
+        ("uploaders", scenario.UPLOADERS),
+        ("exporters", scenario.EXPORTERS),
+    ):
+        p.add_argument(f"--{kind}", type=int, default=default, help="users of the kind")
     args = p.parse_args()
-    if args.seconds < 5:
-        p.error("--seconds ≥ 5")
+    if args.seconds < 5 or min(args.browsers, args.uploaders, args.exporters) < 0:
+        p.error("--seconds ≥ 5, users ≥ 0")
     return args
 
 
