@@ -103,11 +103,11 @@ def ensure_local(job_uuid: uuid.UUID, folder: str | None = None) -> str:
 def local_copy(job_uuid: uuid.UUID) -> Iterator[str | None]:
     """A readable copy of the job's file for one request; None when it is gone.
 
-    A copy fetched for the request is removed afterwards; a file this server already
-    holds (its own upload, a job it runs) is left as it is.
+    On PostgreSQL always a private copy, removed afterwards: a file of the upload
+    folder may belong to a job another process of this server runs and removes.
     """
     path = job_path(job_uuid)
-    if os.path.exists(path) or not is_shared():
+    if not is_shared():
         yield path if os.path.exists(path) else None
         return
     temp = os.path.join(upload_dir(), f"{uuid.UUID(str(job_uuid)).hex}.read.csv")
