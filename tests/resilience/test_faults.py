@@ -361,6 +361,13 @@ class Served:
     def upload_url(self, experiment: str) -> str:
         return f"{self.base}/api/v1/experiment-data/{experiment}/data/upload"
 
+    def assert_no_server_errors(self) -> None:
+        """No answer of the server was a 5xx and nothing logged a traceback."""
+        text = self.log.read_text()
+        errors = re.findall(r'^.*HTTP/1\.1" 5\d\d .*$', text, flags=re.MULTILINE)
+        assert not errors, errors[:5]
+        assert "Traceback" not in text, text[text.index("Traceback") :][:3000]
+
     def leftovers(self) -> list[str]:
         """Files left in the server's upload folder."""
         return sorted(os.listdir(self.uploads)) if self.uploads.exists() else []
@@ -557,6 +564,7 @@ def test_worker_killed_mid_import_leaves_no_rows_and_the_job_ends(served):
     stored = dict((j, s) for j, s, _m in job_rows(served.app, experiment))
     assert stored[job_id] == final["state"], stored
     assert eventually(lambda: not served.leftovers(), 10), served.leftovers()
+    served.assert_no_server_errors()
 
 
 # ----------------------------------------------------------------------
@@ -627,6 +635,7 @@ def test_upload_aborted_mid_body_stores_nothing_and_leaves_no_session(served, ki
     # the server is fine afterwards
     after = requests.get(served.base + "/health", timeout=10)
     assert after.status_code == 200
+    served.assert_no_server_errors()
 
 
 EXPORT_ROWS = 40_000
@@ -671,6 +680,7 @@ def test_download_closed_after_the_first_chunk_leaves_no_session(served):
     assert not served.idle()
     # the first download really was cut short
     assert served.logged(path)[0][1] < len(whole.content), served.logged(path)
+    served.assert_no_server_errors()
 
 
 # ----------------------------------------------------------------------
@@ -716,6 +726,7 @@ def test_ten_concurrent_creates_of_one_name_one_wins_nine_told_name_taken(served
     assert data_tables(served.app) - before == {table}
     assert data_tables(served.app) == registered_tables(served.app)
     assert not served.idle()
+    served.assert_no_server_errors()
 
 
 # ----------------------------------------------------------------------
@@ -776,6 +787,7 @@ def test_four_concurrent_sqlite_imports_succeed_or_say_busy(served):
     states = [e["state"] for e in ends]
     print(f"4 imports at once on SQLite: {states}, answers {codes}")
     assert states.count("succeeded") >= 1
+    served.assert_no_server_errors()
 
 
 @pytest.mark.postgresql
