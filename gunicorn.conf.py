@@ -26,6 +26,9 @@ def post_worker_init(worker):
     """A line per worker that has loaded the app (migrations, first admin, secret
     key done): start-up scripts and tests wait for one per worker."""
     worker.log.info("Worker %s ready", worker.pid)
+    from wave_web.csv_io import queue
+
+    queue.start_in_server(worker.wsgi)  # PostgreSQL: this worker claims import jobs
     config = getattr(worker.wsgi, "config", {})
     store = str(config.get("RATELIMIT_STORAGE_URI", ""))
     if worker.cfg.workers > 1 and store.startswith("memory://"):

@@ -206,12 +206,24 @@ def init_app(app: Flask) -> None:
     Not under tests (each test's app would poll its own database forever) and not
     with WAVE_RUN_JOBS=0 (then `flask worker` runs them).
     """
-    if app.testing or not app.config["WAVE_RUN_JOBS"] or not is_queue(app):
+    if not runs_jobs(app):
         return
 
     @app.before_request
     def _claim_jobs_here() -> None:
         start_polling(app)  # cheap once started (per process: after a fork too)
+
+
+def runs_jobs(app: Flask) -> bool:
+    """True when this web process claims jobs from the queue (see init_app)."""
+    return not app.testing and app.config["WAVE_RUN_JOBS"] and is_queue(app)
+
+
+def start_in_server(app: object) -> None:
+    """From a server's worker start-up (gunicorn.conf.py): claim jobs at once, not
+    only from the first request on (jobs of a server that was down resume)."""
+    if isinstance(app, Flask) and runs_jobs(app):
+        start_polling(app)
 
 
 def work(app: Flask, stop: threading.Event, until_idle: bool = False) -> int:
