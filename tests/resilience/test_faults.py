@@ -18,6 +18,7 @@ import os
 import re
 import signal
 import socket
+import sqlite3
 import subprocess
 import threading
 import time
@@ -159,6 +160,20 @@ def idle_in_transaction(cluster: PgCluster, url: str) -> list[str]:
         database=url.rsplit("/", 1)[1],
     )
     return [line for line in found.splitlines() if line]
+
+
+def sqlite_write_lock_held(url: str) -> list[str]:
+    """["write lock held"] when another connection holds SQLite's write lock."""
+    conn = sqlite3.connect(url.removeprefix("sqlite:///"), timeout=0.5)
+    try:
+        conn.isolation_level = None
+        conn.execute("BEGIN IMMEDIATE")
+        conn.execute("ROLLBACK")
+        return []
+    except sqlite3.OperationalError as exc:
+        return [f"write lock held ({exc})"]
+    finally:
+        conn.close()
 
 
 def data_tables(app) -> set[str]:
@@ -316,6 +331,18 @@ def test_database_down_answers_503_within_5_seconds_and_recovers_when_back(
                     assert "database is not reachable" in answer.text
             health = client.get("/health")
             assert health.status_code == 503
+            # a write too: refused the same way, nothing half done
+            for name, path, kwargs in (
+                ("form", "/experiments/new", {"data": {"description": "x"}}),
+                (
+                    "api-write",
+                    "/api/v1/experiment-types/",
+                    {"json": {}, "headers": auth},
+                ),
+            ):
+                answer, seconds = timed(lambda p=path, k=kwargs: client.post(p, **k))
+                assert answer.status_code == 503 and seconds < 5, (name, seconds)
+                assert_plain(answer.text)
         finally:
             cluster.start()
 
@@ -373,8 +400,10 @@ class Served:
         return sorted(os.listdir(self.uploads)) if self.uploads.exists() else []
 
     def idle(self) -> list[str]:
+        """Sessions holding a transaction open: PostgreSQL's idle in transaction;
+        SQLite's write lock, when nothing should hold it."""
         if self.cluster is None:
-            return []
+            return sqlite_write_lock_held(self.url)
         return idle_in_transaction(self.cluster, self.url)
 
     def workers(self) -> list[int]:
