@@ -351,7 +351,9 @@ def test_an_import_still_running_answers_202_with_its_status_address(
         assert r.status_code == 202, r.get_data(as_text=True)
         body = r.get_json()
         assert r.headers["Location"] == body["status_url"]
-        assert body["state"] in ("queued", "importing")
+        # any state of a job still on its way (a busy machine may answer before the
+        # check has even started)
+        assert body["state"] in jobs.ACTIVE_STATES
         assert body["written"] == 0
     finally:
         release.set()
