@@ -368,9 +368,43 @@ def test_bad_cell_is_shown_with_row_line_column_value_and_rule(
     )
     body = download.data.decode("utf-8-sig")
     table = list(csv.reader(io.StringIO(body)))
-    assert table[0] == HEADER.strip().split(",") + ["error"]
-    assert [r[0] for r in table[1:]] == ["P2", "P3"]
-    assert table[2][-1].startswith("difficulty_level:")
+    assert table[0] == ["error"] + HEADER.strip().split(",")
+    assert [r[1] for r in table[1:]] == ["P2", "P3"]
+    assert table[2][0].startswith("difficulty_level:")
+
+
+def test_offending_rows_keep_the_message_under_error_whatever_the_row_length(
+    client, xtype, experiment
+):
+    """A decimal comma makes a row too long, a lost cell too short: the message
+    stays in the `error` column and the row's cells keep their places after it;
+    with column A deleted and the rows fixed, the file imports."""
+    data = HEADER + "P1,0.41,1,2,red\nP2,0,93,0.5,3,blue\nP3,0.5,1\n"
+    url, response = upload_and_check(client, experiment, data)
+    assert "2 problems in 2 rows" in text_of(response)
+    table = list(
+        csv.reader(
+            io.StringIO(client.get(url + "/offending.csv").data.decode("utf-8-sig"))
+        )
+    )
+    assert table[0] == ["error"] + HEADER.strip().split(",")
+    too_long, too_short = table[1:]
+    assert too_long[1:] == ["P2", "0", "93", "0.5", "3", "blue"]
+    assert too_short[1:] == ["P3", "0.5", "1"]
+    assert too_long[0] == "has 6 cells but the header has 5"
+    assert too_short[0] == "has 3 cells but the header has 5"
+    fixed = [row[1:] for row in table]  # column A deleted
+    fixed[1][1:3] = ["0.93"]
+    fixed[2] += ["2", "green"]
+    out = io.StringIO()
+    csv.writer(out, lineterminator="\n").writerows(fixed)
+    url, response = upload_and_check(client, experiment, out.getvalue())
+    assert client.post(url + "/confirm").status_code == 303
+    settle()
+    assert sorted(r["participant_id"] for r in stored(xtype, experiment)) == [
+        "P2",
+        "P3",
+    ]
 
 
 def test_latin1_file_fails_with_its_line(app, client, xtype, experiment, other):

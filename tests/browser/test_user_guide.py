@@ -9,6 +9,7 @@ is long, the flows it covers run on both databases in the other browser tests.
 
 from __future__ import annotations
 
+import csv
 import io
 import json
 import os
@@ -372,9 +373,13 @@ def test_upload_a_csv_and_fix_its_errors(page, lab, shots, tmp_path):
     # The offending rows come back as a CSV with an error column.
     with page.expect_download() as info:
         page.get_by_role("link", name="Download the offending rows").click()
-    offending = Path(info.value.path()).read_text(encoding="utf-8-sig").splitlines()
-    assert offending[0] == "participant_id,trial,congruent,reaction_time,correct,error"
-    assert [line.split(",")[1] for line in offending[1:]] == ["2", "4", "5"]
+    offending = list(
+        csv.reader(io.StringIO(Path(info.value.path()).read_text(encoding="utf-8-sig")))
+    )
+    header = ["error", "participant_id", "trial", "congruent", "reaction_time"]
+    assert offending[0] == [*header, "correct"]
+    assert [row[2] for row in offending[1:]] == ["2", "4", "5"]
+    assert offending[1][0] == "has 6 cells but the header has 5"
 
     # Fixed file, NA read as empty: every row is valid, and the import writes them.
     fixed = tmp_path / "flanker_P014_fixed.csv"

@@ -599,7 +599,8 @@ def wait_quietly(job_uuid: uuid.UUID, seconds: float) -> None:
 def offending_csv_chunks(job: ImportJob) -> Iterator[bytes]:
     """The offending rows of a previewed file as CSV bytes (UTF-8 with BOM for Excel).
 
-    Raises Conflict at once when the file is no longer kept; then streams.
+    The `error` column comes first (see `_error_first`). Raises Conflict at once when
+    the file is no longer kept; then streams.
     """
     if job.state != "checked":
         raise Conflict(
@@ -619,7 +620,21 @@ def offending_csv_chunks(job: ImportJob) -> Iterator[bytes]:
     except BaseException:
         copy.__exit__(None, None, None)
         raise
-    return _closing(csv_bytes(itertools.chain([header], rows)), copy)
+    return _closing(csv_bytes(_error_first(itertools.chain([header], rows))), copy)
+
+
+def _error_first(rows: Iterator[list]) -> Iterator[list]:
+    """Each row with its message (the last cell) moved to the first column.
+
+    A row with fewer or more cells than the header (a decimal comma in a
+    comma-separated file) would put the message under another column, or a cell
+    under `error`. First, the message is always in column A under `error`, and the
+    file's own cells keep their place after it: a short row ends early and a long
+    row spills past the last named column, as it does in the file. After fixing,
+    deleting column A gives the file's layout back, ready to upload.
+    """
+    for row in rows:
+        yield [row[-1], *row[:-1]]
 
 
 def _closing(chunks: Iterator[bytes], copy: Any) -> Iterator[bytes]:
