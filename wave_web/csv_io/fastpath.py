@@ -22,6 +22,7 @@ from collections.abc import Callable
 from itertools import repeat
 from operator import add
 from operator import is_
+from operator import itemgetter
 from operator import methodcaller
 from operator import sub
 from typing import Any
@@ -111,6 +112,7 @@ def booleans(col: list[str], nullable: bool) -> list[Any] | None:
     return values
 
 
+_FIRST_FOUR = itemgetter(slice(None, 4))
 _NAIVE = methodcaller("replace", tzinfo=None)
 _OFFSET = methodcaller("utcoffset")
 
@@ -137,14 +139,14 @@ def datetimes(col: list[str], nullable: bool) -> list[Any] | None:
     if not joined.isascii() or _LONG_FRACTION.search(joined):
         return None
     stripped = list(map(str.strip, col))
-    if not all(s[:4].isdigit() for s in stripped if s):
-        return None
     if "" in stripped:
         if not nullable:
             return None
         present = [s for s in stripped if s]
     else:
         present = stripped
+    if not all(map(str.isdigit, map(_FIRST_FOUR, present))):
+        return None  # fromisoformat reads more than this import accepts
     try:
         values = list(map(dt.datetime.fromisoformat, present))
         values = _all_to_utc(values)

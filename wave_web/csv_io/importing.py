@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import difflib
 import itertools
+import operator
 import os
 import queue
 import threading
@@ -734,9 +735,12 @@ def _check_row(
     return (None if messages else values), messages
 
 
+_LINE, _CELLS = operator.itemgetter(0), operator.itemgetter(1)
+
+
 def _fast_columns(plan: _Plan, chunk: list[tuple[int, list[str]]]) -> list | None:
     """The chunk's written columns converted at C speed, or None to go cell by cell."""
-    rows = [cells for _, cells in chunk]
+    rows = list(map(_CELLS, chunk))
     if plan.fast is None or set(map(len, rows)) != {plan.width}:
         return None
     by_position = list(zip(*rows, strict=True))
@@ -795,7 +799,7 @@ def _batches(
         if cols is None:
             cols = _slow_columns(plan, chunk, first_row, report)
         if report.ok and cols is not None:
-            yield _Batch(first_row, [line for line, _ in chunk], cols)
+            yield _Batch(first_row, list(map(_LINE, chunk)), cols)
         if progress is not None:
             progress(report.rows)
 
@@ -1168,9 +1172,10 @@ SQLITE_DEFER_INDEXES_BYTES = 1024 * 1024  # files from this size into an empty t
 def _sqlite_bulk_write(conn: sa.Connection, table: sa.Table, size: int) -> Iterator:
     """SQLite settings for a large insert, inside the import's transaction.
 
-    - A larger page cache for this connection while the rows go in (restored
-      after): with the default 2 MiB, the indexes on participant_id, whose keys come
-      in random order, spill pages to the WAL and write them again and again.
+    - A larger page cache for this connection while the rows go in, and helper
+      threads for the index builds' sorts (both restored after): with the default
+      2 MiB cache, the indexes on participant_id, whose keys come in random order,
+      spill pages to the WAL and write them again and again.
     - Into an empty table, a large file is inserted without the table's secondary
       indexes, which are built again at the end from their own SQL (a sort is far
       cheaper than a million random inserts). The DDL is part of the transaction: a
@@ -1181,8 +1186,10 @@ def _sqlite_bulk_write(conn: sa.Connection, table: sa.Table, size: int) -> Itera
     """
     cursor = conn.connection.dbapi_connection.cursor()
     (previous,) = cursor.execute("PRAGMA cache_size").fetchone()
+    (threads,) = cursor.execute("PRAGMA threads").fetchone()
     try:
         cursor.execute(f"PRAGMA cache_size = {-SQLITE_IMPORT_CACHE_KIB:d}")
+        cursor.execute("PRAGMA threads = 2")  # index builds sort on both cores
         indexes = []
         if size >= SQLITE_DEFER_INDEXES_BYTES:
             indexes = _deferrable_indexes(cursor, table.name)
@@ -1193,6 +1200,7 @@ def _sqlite_bulk_write(conn: sa.Connection, table: sa.Table, size: int) -> Itera
             cursor.execute(sql)
     finally:
         cursor.execute(f"PRAGMA cache_size = {int(previous):d}")
+        cursor.execute(f"PRAGMA threads = {int(threads):d}")
         cursor.close()
 
 
