@@ -13,6 +13,7 @@ from tests.htmlparse import parse
 from tests.test_import_views import app  # noqa: F401  (the fixture, with job settings)
 from tests.test_import_views import form_fields
 from tests.test_import_views import settle
+from wave_web import columns
 from wave_web import datatables
 from wave_web.csv_io import drafts
 from wave_web.extensions import db as _db
@@ -125,6 +126,37 @@ def test_participant_ids_keep_their_zeros_and_headers_become_labels(client, db):
     assert ids == {"007"}
     labels = {c.name: c.label for c in xtype.columns}
     assert labels["key_resp_rt"] == "key_resp.rt"
+
+
+def table_name_help(response) -> str:
+    """The help under Table name, with the proposal's <code> as `code`."""
+    help_ = parse(response.data).find(id="table_name-help")
+    code = help_.find("code")
+    text = " ".join(help_.text.split())
+    return text.replace(f"{code.text} .", f"`{code.text}`.") if code else text
+
+
+def test_table_name_field_shows_the_name_proposed_from_the_type_name(client, db):
+    url = upload(client, "psychopy_stroop.csv").headers["Location"]
+    values = screen_form(ready_page(client, url))
+    proposed = columns.suggest_name(values["type_name"], "table")
+    page = client.get(url)
+    assert f"Leave empty to use `{proposed}`." in table_name_help(page)
+    assert parse(page.data).find(id="table_name").attrs["placeholder"] == proposed
+
+    # Without JavaScript: the form posts, the page comes back with the new proposal.
+    values["type_name"] = "Stroop (PsychoPy)"
+    assert client.post(url, data=values).status_code == 303
+    settle_draft(url)
+    assert "Leave empty to use `stroop_psychopy`." in table_name_help(client.get(url))
+    # Live (htmx re-renders the draft on change): the answer holds it too.
+    values["type_name"] = "Flanker task"
+    live = client.post(url, data=values, headers={"HX-Request": "true"})
+    assert "Leave empty to use `flanker_task`." in table_name_help(live)
+    # A table name typed in: no proposal is shown.
+    values["table_name"] = "my_table"
+    typed = client.post(url, data=values, headers={"HX-Request": "true"})
+    assert "Leave empty" not in table_name_help(typed)
 
 
 def test_refused_create_leaves_no_type_and_no_table(client, db):

@@ -560,6 +560,7 @@ class Screen:
     skips: list[dict[str, Any]]
     undone: set[int]
     report: Report | None
+    proposed_table_name: str  # used when the table name is left empty ("" if none)
 
 
 def column_pages(total: int) -> list[int]:
@@ -603,6 +604,8 @@ def screen(draft: Draft, start: int = 0) -> Screen:
         skips=analysis.get("skips", []),
         undone=set(choices.get("undone_skips", [])),
         report=report,
+        proposed_table_name=columns.suggest_name(choices.get("type_name", ""), "table")
+        or "",
     )
 
 
