@@ -21,11 +21,14 @@ transaction (RoutingSession.get_bind):
   compared with `pg_last_wal_replay_lsn()` in the probe): every change committed
   before (synchronous_commit on, the default), the key's own included, is then on the
   replica; else the request reads the primary.
-- A replica that is down, not reachable, or lags the pin length or more is passed
-  over: reads go to the primary, and the replica is not tried again for DOWN_SECONDS.
-  Only a replica that dies during a request's own statements gives that one request
-  the database 503 page. /health reports the replica's state (and stays 200: the app
-  serves from the primary).
+- The replica's state is probed (one round trip) at most once every PROBE_SECONDS per
+  process, on a request that would read it. One that is down, cut off from its primary,
+  or lags the pin length or more is passed over: reads go to the primary, and it is not
+  tried again for DOWN_SECONDS. One that refuses connections between two probes is
+  found at the request's first statement, which reads the primary instead
+  (RoutingSession._connection_for_bind). Only a statement already running on the
+  replica when it dies fails (the database 503 page). /health reports the replica's
+  state (and stays 200: the app serves from the primary).
 - Replica transactions are REPEATABLE READ: one snapshot for the type's registry row
   and the catalog that `datatables.reflect` reads, so the reflection cache, keyed by
   (table, schema_version), never pairs a registry version with another version's
@@ -37,6 +40,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import threading
 import time
 from typing import Any
@@ -56,6 +60,7 @@ log = logging.getLogger(__name__)
 READ_BIND = "wave_read"  # the Flask-SQLAlchemy bind key of the replica's engine
 PIN_KEY = "wave_pin"  # in the signed session cookie: epoch seconds until
 DOWN_SECONDS = 5  # a replica found down or lagging is not tried again for this long
+PROBE_SECONDS = 1.0  # a probe that found the replica fit is trusted this long
 _WROTE = "wave_wrote"  # session.info: this transaction wrote on the primary
 
 
@@ -112,6 +117,18 @@ class RoutingSession(Session):
                 else:
                     self.info[_WROTE] = True  # the rest of the transaction: primary
         return super().get_bind(mapper=mapper, clause=clause, bind=bind, **kwargs)
+
+    def _connection_for_bind(self, engine, execution_options=None, **kw):
+        """A replica that cannot be connected to (down since its last probe): this
+        statement and the rest of the request read the primary instead."""
+        try:
+            return super()._connection_for_bind(engine, execution_options, **kw)
+        except sa.exc.OperationalError:
+            if engine is not self._db.engines.get(READ_BIND):
+                raise
+            _replica_lost()
+            primary = self._db.engines[None]
+            return super()._connection_for_bind(primary, execution_options, **kw)
 
 
 @sa.event.listens_for(RoutingSession, "after_commit")
@@ -222,7 +239,7 @@ def pin_after_write(response):
         and request.method not in ("GET", "HEAD")
         and not isinstance(session, NullSession)
     ):
-        session[PIN_KEY] = int(time.time()) + pin_seconds()
+        session[PIN_KEY] = math.ceil(time.time()) + pin_seconds()  # never shorter
     return response
 
 
@@ -230,50 +247,77 @@ def pin_after_write(response):
 # The replica's state: probed on the request that would use it
 # ----------------------------------------------------------------------
 
-# standby?, replay lag in seconds (0 when all WAL received is replayed), and whether
-# it has replayed up to a position of the primary (:needed; NULL: not asked)
+# standby?, replay lag in seconds, how far replayed. The lag is 0 when the replica
+# streams from the primary and has replayed all it received; else the age of the last
+# change it replayed (a replica cut off from its primary lags, however idle).
 _PROBE = sa.text(
     "SELECT pg_is_in_recovery(), "
-    "CASE WHEN NOT pg_is_in_recovery() "
-    "  OR pg_last_wal_receive_lsn() = pg_last_wal_replay_lsn() THEN 0 "
-    "ELSE COALESCE(EXTRACT(EPOCH FROM now() - pg_last_xact_replay_timestamp()), 0) "
+    "CASE WHEN NOT pg_is_in_recovery() THEN 0 "
+    "  WHEN pg_last_wal_receive_lsn() = pg_last_wal_replay_lsn() "
+    "    AND EXISTS (SELECT 1 FROM pg_stat_wal_receiver) THEN 0 "
+    "  ELSE COALESCE("
+    "    EXTRACT(EPOCH FROM now() - pg_last_xact_replay_timestamp()), 1e9) "
     "END, "
-    "NOT pg_is_in_recovery() "
-    "  OR pg_last_wal_replay_lsn() >= CAST(:needed AS pg_lsn)"
+    "CAST(pg_last_wal_replay_lsn() AS text)"
 )
+
+
+def lsn(text: str) -> int:
+    """A WAL position ('16/B374D848') as a number."""
+    high, _, low = text.partition("/")
+    return (int(high, 16) << 32) | int(low, 16)
 
 
 @dataclasses.dataclass
 class ReplicaState:
-    """What the last probe found (per process); down/lagging: skipped for a while."""
+    """What the last probe found (per process); down/lagging: skipped for a while.
+
+    A probe that found the replica fit is trusted for PROBE_SECONDS: its lag plus the
+    probe's age must stay under the pin, and the position it had replayed only grows.
+    """
 
     status: str = "unknown"  # ok, lagging, unreachable
     lag_seconds: float = 0.0
     standby: bool = True
+    replayed: int = 0  # WAL position replayed at the probe
+    probed_at: float = 0.0  # time.monotonic() of the probe
     skip_until: float = 0.0
     lock: threading.Lock = dataclasses.field(default_factory=threading.Lock)
 
     def usable(self, engine: sa.Engine, pin: int, needed: str | None = None) -> bool:
-        """Probe (one round trip) unless skipped; True when fit for this request:
-        up, lagging less than the pin, and replayed up to `needed` when given."""
-        if time.monotonic() < self.skip_until:
+        """True when fit for this request: up, lagging less than the pin, and
+        replayed up to `needed` (the primary's position) when given. Probes (one round
+        trip) unless the last probe answers that, or the replica is being skipped."""
+        now = time.monotonic()
+        if now < self.skip_until:
             return False
-        return self.probe(engine, pin, needed) and self.status == "ok"
+        if self._still_fit(now, pin, needed):
+            return True
+        return self.probe(engine, pin) and self._still_fit(
+            time.monotonic(), pin, needed
+        )
 
-    def probe(self, engine: sa.Engine, pin: int, needed: str | None = None) -> bool:
-        """Update the state; True when the replica has replayed up to `needed`."""
+    def _still_fit(self, now: float, pin: int, needed: str | None) -> bool:
+        age = now - self.probed_at
+        if self.status != "ok" or age > PROBE_SECONDS or self.lag_seconds + age >= pin:
+            return False
+        return needed is None or not self.standby or self.replayed >= lsn(needed)
+
+    def probe(self, engine: sa.Engine, pin: int) -> bool:
+        """Ask the replica for its state now; True when it is fit (status ok)."""
         try:
             with engine.connect() as conn:
-                standby, lag, reached = conn.execute(_PROBE, {"needed": needed}).one()
+                standby, lag, replayed = conn.execute(_PROBE).one()
         except sa.exc.SQLAlchemyError as exc:
             if self.status != "unreachable":
                 log.warning(
                     "read replica unreachable (%s); reading from the primary",
                     type(exc.orig or exc).__name__,
                 )
-            self._set("unreachable", 0.0, True)
+            self._set("unreachable")
             return False
         lag = float(lag or 0)
+        replayed = lsn(replayed) if replayed else 0
         if lag >= pin:
             if self.status != "lagging":
                 log.warning(
@@ -281,17 +325,22 @@ class ReplicaState:
                     lag,
                     pin,
                 )
-            self._set("lagging", lag, bool(standby))
+            self._set("lagging", lag, bool(standby), replayed)
             return False
         if self.status in ("unreachable", "lagging"):
             log.info("read replica back (lag %.1f s); reading from it again", lag)
-        self._set("ok", lag, bool(standby))
-        return reached is not False
+        self._set("ok", lag, bool(standby), replayed)
+        return True
 
-    def _set(self, status: str, lag: float, standby: bool) -> None:
+    def _set(
+        self, status: str, lag: float = 0.0, standby: bool = True, replayed: int = 0
+    ) -> None:
         with self.lock:
+            now = time.monotonic()
             self.status, self.lag_seconds, self.standby = status, lag, standby
-            self.skip_until = time.monotonic() + DOWN_SECONDS if status != "ok" else 0
+            self.replayed = max(self.replayed, replayed) if status == "ok" else replayed
+            self.probed_at = now
+            self.skip_until = now + DOWN_SECONDS if status != "ok" else 0
 
 
 def _state(app: Flask) -> ReplicaState:
@@ -315,12 +364,20 @@ def health() -> dict[str, Any] | None:
     return found
 
 
+def _replica_lost() -> None:
+    """The replica failed to connect: skip it for a while, this request included."""
+    log.warning("read replica unreachable; reading from the primary")
+    if has_request_context():
+        g.wave_replica = None
+        _state(current_app)._set("unreachable")
+
+
 def _mark_down_on_error(context) -> None:
     """handle_error on the replica's engine: a lost connection skips it for a while."""
     if context.is_disconnect or isinstance(context.original_exception, OSError):
         state = _state(current_app) if has_request_context() else None
         if state is not None:
-            state._set("unreachable", 0.0, True)
+            state._set("unreachable")
 
 
 def init_app(app: Flask) -> None:
