@@ -82,6 +82,7 @@ EXPECTED_INDEXES = {
     ("experiment_uuid",),
     ("participant_id",),
     ("experiment_uuid", "id"),
+    ("experiment_uuid", "participant_id", "id"),  # the grid's participant filter
 }
 
 # ------------------------------------------------------------------------------------
@@ -108,11 +109,11 @@ def test_created_type_has_standard_columns_then_custom_columns_in_order(db):
     assert not any(nullable[n] for n in columns.STANDARD_COLUMNS)
 
 
-def test_created_table_has_the_three_indexes(db):
+def test_created_table_has_the_four_indexes(db):
     make_type("Stroop", "stroop_data")
     indexes = inspector().get_indexes("stroop_data")
     assert {tuple(i["column_names"]) for i in indexes} == EXPECTED_INDEXES
-    assert len(indexes) == 3
+    assert len(indexes) == 4
 
 
 @pytest.mark.parametrize(
@@ -631,7 +632,7 @@ def test_live_check_of_a_good_builder_previews_the_sql(client, db):
     [ddl] = page.find_all("pre", "ddl")
     sql = ddl.text
     assert sql.count("CREATE TABLE") == 1
-    assert sql.count("CREATE INDEX") == 3
+    assert sql.count("CREATE INDEX") == 4
     assert "reaction_task" in sql
     shown = [td.text for td in page.find_all("td", "mono")]
     assert shown == [*columns.STANDARD_COLUMNS, "rt", "ok"]
