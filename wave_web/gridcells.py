@@ -56,6 +56,17 @@ def _url(endpoint: str, arg: str, value: Any) -> str:
     return template + quote(str(value), safe=URL_SAFE)
 
 
+def row_url(experiment_uuid: Any, row_id: int) -> str:
+    """url_for("data.show_row", …) of a grid row, built once per experiment and
+    request (a page has up to 500 rows)."""
+    cache = g.setdefault("wave_row_urls", {})
+    base = cache.get(experiment_uuid)
+    if base is None:
+        built = url_for("data.show_row", experiment_uuid=experiment_uuid, row_id=0)
+        base = cache[experiment_uuid] = built[: -len("0")]
+    return base + str(int(row_id))
+
+
 def grid_cell(col: Any, value: Any) -> Markup:
     """One <td> of the grid; `col` is a queries.GridColumn, `value` as stored.
 

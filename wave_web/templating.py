@@ -95,6 +95,7 @@ def init_app(app: Flask) -> None:
         cell=cell,
         grid_cell=gridcells.grid_cell,
         row_cells=gridcells.row_cells,
+        row_url=gridcells.row_url,
         column_types=columns.COLUMN_TYPES,
         standard_columns=standard_columns(),
     )
