@@ -128,6 +128,29 @@ def test_participant_ids_keep_their_zeros_and_headers_become_labels(client, db):
     assert labels["key_resp_rt"] == "key_resp.rt"
 
 
+def test_created_message_names_the_type_its_rows_and_the_experiment(client, db):
+    url = upload(client, "psychopy_stroop.csv").headers["Location"]
+    values = screen_form(ready_page(client, url))
+    values["type_name"] = "Stroop (PsychoPy)"
+    values["experiment_description"] = "Pilot <b>1</b>"
+    location = create(client, url, values)
+    page = client.get(location)
+    [flash] = parse(page.data).find_all("div", class_="alert-success")
+    assert " ".join(flash.text.split()) == (
+        "Created the type “Stroop (PsychoPy)” with 59 rows in the experiment "
+        "“Pilot <b>1</b>”."
+    )
+    assert b"Pilot <b>1" not in page.data  # escaped
+
+
+def test_created_message_shortens_a_long_experiment_description():
+    message = drafts.created_message(
+        {"type_name": "T", "rows": 1, "experiment_description": "x " * 100}
+    )
+    assert message.startswith("Created the type “T” with 1 row in the experiment “x")
+    assert message.endswith("…”.") and len(message) < 160
+
+
 def table_name_help(response) -> str:
     """The help under Table name, with the proposal's <code> as `code`."""
     help_ = parse(response.data).find(id="table_name-help")

@@ -250,16 +250,20 @@ def test_create_a_type_from_a_file(page, lab, shots, tmp_path):
     page.get_by_label("Experiment", exact=True).fill("Stroop pilot, participant 007")
     page.get_by_label("Type name").press("Tab")
     expect(page.locator("#check-ok")).to_contain_text(all_valid, timeout=JOBS)
-    shot(
-        page,
-        shots,
-        "from-file-proposal",
-        top=page.locator("section", has=page.locator("#names-heading")),
+    expect(page.locator("#table_name-help")).to_contain_text(
+        "Leave empty to use psychopy_stroop."
     )
+    names = page.locator("section", has=page.locator("#names-heading"))
+    names.evaluate("e => e.scrollIntoView()")  # the sticky buttons below the picture
+    shot(page, shots, "from-file-proposal", top=names)
     page.get_by_role("button", name="Create the type and import 59 rows").click()
 
     expect(page.locator("#row-count")).to_have_text("59", timeout=JOBS)
     expect(page.locator("#grid tbody")).to_contain_text("007")
+    expect(page.locator(".alert-success")).to_have_text(
+        "Created the type “PsychoPy Stroop” with 59 rows in the experiment "
+        "“Stroop pilot, participant 007”."
+    )
     shot(page, shots, "from-file-created")
 
 

@@ -815,12 +815,21 @@ def _create(draft: Draft) -> None:
             )
             return
     draft.result, draft.state = result, "created"
-    draft.message = (
-        f"Created the type with {result['rows']:,} "
-        f"row{'s' if result['rows'] != 1 else ''}."
-    )
+    draft.message = created_message(result)
     remove_file(draft.data_path)
     remove_file(_path(draft.uuid, ".xlsx"))
+
+
+def created_message(result: Mapping[str, Any]) -> str:
+    """What the researcher reads after the create: type, rows, experiment."""
+    rows = result["rows"]
+    experiment = " ".join(result.get("experiment_description", "").split())
+    if len(experiment) > 80:
+        experiment = experiment[:79].rstrip() + "…"
+    return (
+        f"Created the type “{result.get('type_name', '')}” with {rows:,} "
+        f"row{'s' if rows != 1 else ''} in the experiment “{experiment}”."
+    )
 
 
 def _create_in_transaction(draft: Draft) -> dict[str, Any]:
@@ -859,6 +868,8 @@ def _create_in_transaction(draft: Draft) -> dict[str, Any]:
         raise
     return {
         "type_id": xtype.id,
+        "type_name": xtype.name,
         "experiment_uuid": str(experiment.uuid),
+        "experiment_description": experiment.description,
         "rows": report.written,
     }
