@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 
 from tests.conftest import make_test_user
@@ -93,6 +94,50 @@ def test_key_is_created_shown_once_listed_by_prefix_and_revoked(app):
     client.post(f"/admin/keys/{key.id}/revoke")
     with app.app_context():
         assert accounts.key_for_secret(secret) is None
+
+
+def key_row(client, label: str) -> list[str]:
+    page = parse(client.get("/admin/keys").data)
+    for row in page.find_all("tr"):
+        cells = [" ".join(td.text.split()) for td in row.find_all("td")]
+        if label in cells:
+            return cells
+    raise AssertionError(f"no key {label!r} listed")
+
+
+def test_key_expiry_is_listed_as_the_day_chosen_and_stored_as_its_end(app):
+    client = app.test_client()
+    form = client.get("/admin/keys/new").data.decode()
+    assert "The key stops working at the end of this day (UTC)." in form
+    client.post(
+        "/admin/keys/new",
+        data={"label": "until June", "role": "researcher", "expires": "2099-06-30"},
+    )
+    with app.app_context():
+        key = _db.session.query(ApiKey).one()
+        stored = key.expires_at.astimezone(dt.UTC)
+        assert stored == dt.datetime(2099, 7, 1, tzinfo=dt.UTC)
+        assert accounts.key_last_day(key.expires_at) == dt.date(2099, 6, 30)
+    cells = key_row(client, "until June")
+    assert "until 30 Jun 2099 (end of day, UTC)" in cells
+    assert "live" in cells
+
+    with app.app_context():  # the day has passed
+        key = _db.session.query(ApiKey).one()
+        key.expires_at = accounts.key_expiry(dt.date(2001, 1, 31))
+        _db.session.commit()
+    cells = key_row(client, "until June")
+    assert "until 31 Jan 2001 (end of day, UTC)" in cells
+    assert "expired" in cells and "live" not in cells
+
+
+def test_key_expiry_set_to_another_instant_is_listed_to_the_second(app):
+    with app.app_context():
+        instant = dt.datetime(2099, 6, 30, 12, 30, tzinfo=dt.UTC)
+        accounts.create_key("noon", "researcher", instant)
+        _db.session.commit()
+    cells = key_row(app.test_client(), "noon")
+    assert "until 2099-06-30 12:30:00 UTC" in cells
 
 
 def test_key_with_a_past_expiry_is_refused_at_the_field(app):

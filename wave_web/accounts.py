@@ -308,6 +308,21 @@ def end_all_sessions(user: User) -> int:
 KEY_PREFIX = "wave_"
 
 
+def key_expiry(last_day: dt.date) -> dt.datetime:
+    """The instant a key chosen to work until the end of `last_day` (UTC) stops."""
+    return dt.datetime.combine(last_day + dt.timedelta(days=1), dt.time(), dt.UTC)
+
+
+def key_last_day(expires_at: dt.datetime) -> dt.date | None:
+    """The last day a key works, as the admin chose it (None: not at midnight UTC)."""
+    if expires_at.tzinfo is None:
+        expires_at = expires_at.replace(tzinfo=dt.UTC)
+    expires_at = expires_at.astimezone(dt.UTC)
+    if expires_at.time() != dt.time():
+        return None
+    return expires_at.date() - dt.timedelta(days=1)
+
+
 def create_key(
     label: str,
     role: str,

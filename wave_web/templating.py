@@ -10,6 +10,7 @@ from flask import Flask
 
 from wave_web import columns
 from wave_web import gridcells
+from wave_web.accounts import key_last_day
 
 # How the type pages describe each standard column (see datatables.create_table).
 STANDARD_COLUMN_LABELS = {
@@ -37,6 +38,25 @@ def iso_time(value: dt.datetime | None) -> str:
     if value.tzinfo is not None:
         value = value.astimezone(dt.UTC)
     return value.strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def key_expiry(value: dt.datetime | None) -> str:
+    """An API key's expiry as the admin chose it: its last day (it ends at midnight)."""
+    if value is None:
+        return "never"
+    day = key_last_day(value)
+    if day is None:  # set by a script to another instant
+        return f"until {iso_time(value)}"
+    return f"until {day.day} {day:%b %Y} (end of day, UTC)"
+
+
+def is_past(value: dt.datetime | None) -> bool:
+    """True for a time that has passed (a naive value is UTC)."""
+    if value is None:
+        return False
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=dt.UTC)
+    return value <= dt.datetime.now(dt.UTC)
 
 
 def relative_time(value: dt.datetime | None, now: dt.datetime | None = None) -> str:
@@ -85,6 +105,8 @@ def pretty_json(value: Any) -> str:
 def init_app(app: Flask) -> None:
     app.jinja_env.filters.update(
         iso_time=iso_time,
+        key_expiry=key_expiry,
+        is_past=is_past,
         relative_time=relative_time,
         number=number,
         plural=plural,

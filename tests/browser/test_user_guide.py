@@ -606,7 +606,7 @@ def test_manage_users_and_api_keys(page, lab, shots):
     page.get_by_role("link", name="Back to the keys").click()
     listed = page.locator("tbody tr", has_text="Stroop online study")
     expect(listed).to_contain_text("experimentee")
-    expect(listed).to_contain_text("2027-07-01 00:00:00 UTC")  # the end of June 30
+    expect(listed).to_contain_text("until 30 Jun 2027 (end of day, UTC)")
     assert secret not in page.content()
     shot(page, shots, "keys", upto=page.locator("main table"))
     listed.get_by_role("link", name="Revoke").click()

@@ -134,7 +134,7 @@ def _expiry(text: str) -> dt.datetime | None:
         raise InvalidValue(
             "Give the expiry as a date like 2027-01-31.", field="expires"
         ) from None
-    return dt.datetime.combine(day + dt.timedelta(days=1), dt.time(), dt.UTC)
+    return accounts.key_expiry(day)
 
 
 @bp.route("/keys/new", methods=["GET", "POST"])
