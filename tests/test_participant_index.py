@@ -13,6 +13,8 @@ from flask_migrate import upgrade
 from tests.factories import make_experiment
 from tests.factories import make_rows
 from tests.factories import make_type
+from wave_web import schema
+from wave_web.columns import ColumnDef
 from wave_web.database import MIGRATIONS_DIR
 from wave_web.datatables import index_name
 from wave_web.extensions import db as _db
@@ -91,3 +93,21 @@ def test_participant_filter_reads_the_participant_index_on_sqlite(
             plan = conn.exec_driver_sql("EXPLAIN QUERY PLAN " + statement, params)
             details = " ".join(row[-1] for row in plan)
             assert f"INDEX {name} (experiment_uuid=? AND participant_id=?)" in details
+
+
+def test_migration_0010_covers_a_partitioned_table_on_postgresql(app, db, dialect):
+    if dialect != "postgresql":
+        pytest.skip("tables are partitioned on PostgreSQL only")
+    xtype = schema.create_type(
+        "Huge", "", "huge_data", [ColumnDef("score", "INTEGER")], partitioned=True
+    )
+    table_name = xtype.table_name
+    _db.session.commit()
+    downgrade(directory=MIGRATIONS_DIR, revision="0008")
+    upgrade(directory=MIGRATIONS_DIR)
+    with _db.engine.connect() as conn:
+        found = conn.execute(
+            sa.text("SELECT count(*) FROM pg_indexes WHERE indexname = :name"),
+            {"name": index_name(table_name, "exp_pid")},
+        ).scalar_one()
+    assert found == 1

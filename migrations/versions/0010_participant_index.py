@@ -34,7 +34,13 @@ def upgrade():
         name = index_name(table_name, SUFFIX)
         if name in found:
             continue
-        op.create_index(name, table_name, ["experiment_uuid", "participant_id", "id"])
+        # IF NOT EXISTS too: the catalog may not list a partitioned parent's indexes
+        op.create_index(
+            name,
+            table_name,
+            ["experiment_uuid", "participant_id", "id"],
+            if_not_exists=True,
+        )
 
 
 def downgrade():
