@@ -407,6 +407,16 @@ def test_offending_rows_keep_the_message_under_error_whatever_the_row_length(
     ]
 
 
+def test_preview_has_no_empty_checkbox_holders(client, experiment):
+    """Every form-check of the check page holds its checkbox (an empty one left a
+    gap in the row of recheck options)."""
+    for data in (GOOD, HEADER + "P1,fast,1,2,red\n"):
+        url, response = upload_and_check(client, experiment, data)
+        holders = parse(response.data).find_all("div", class_="form-check")
+        assert holders
+        assert all(h.find("input") is not None for h in holders)
+
+
 def test_latin1_file_fails_with_its_line(app, client, xtype, experiment, other):
     before = snapshot(xtype, experiment, other)
     data = (HEADER + "P1,0.5,1,2,rot\nP2,0.5,1,2,gr\xfcn\n").encode("latin-1")
