@@ -1,5 +1,5 @@
 """The grid's participant index: (experiment_uuid, participant_id, id) on every data
-table, made with new tables and added to older ones by migration 0010; the grid's
+table, made with new tables and added to older ones by migration 0009; the grid's
 participant filter reads its count and its page from it."""
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ def test_new_data_tables_have_the_participant_index(rows):
     ]
 
 
-def test_migration_0010_adds_the_index_to_older_tables_and_takes_it_back(
+def test_migration_0009_adds_the_index_to_older_tables_and_takes_it_back(
     app, client, rows
 ):
     xtype, experiment = rows
@@ -95,7 +95,7 @@ def test_participant_filter_reads_the_participant_index_on_sqlite(
             assert f"INDEX {name} (experiment_uuid=? AND participant_id=?)" in details
 
 
-def test_migration_0010_covers_a_partitioned_table_on_postgresql(app, db, dialect):
+def test_migration_0009_covers_a_partitioned_table_on_postgresql(app, db, dialect):
     if dialect != "postgresql":
         pytest.skip("tables are partitioned on PostgreSQL only")
     xtype = schema.create_type(

@@ -114,7 +114,7 @@ def build_table(
     sa.Index(index_name(table_name, "pid"), table.c.participant_id)
     sa.Index(index_name(table_name, "exp_id"), table.c.experiment_uuid, table.c.id)
     # The grid's participant filter: its count and its pages in id order, read from
-    # this one index (migration 0010 adds it to tables made before it).
+    # this one index (migration 0009 adds it to tables made before it).
     sa.Index(
         index_name(table_name, "exp_pid"),
         table.c.experiment_uuid,

@@ -3,7 +3,7 @@ id). New tables have it from datatables.build_table; this adds it to the tables 
 before. Without it a participant filter read all of the experiment's rows on SQLite
 (its planner took the experiment_uuid index).
 
-Revision ID: 0010
+Revision ID: 0009
 Revises: 0008
 Create Date: 2026-12-07
 """
@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from alembic import op
 from wave_web.datatables import index_name
 
-revision = "0010"
+revision = "0009"
 down_revision = "0008"
 branch_labels = None
 depends_on = None
