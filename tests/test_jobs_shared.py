@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import threading
+from types import SimpleNamespace
 
 import pytest
 import sqlalchemy as sa
@@ -312,6 +313,26 @@ def test_offending_rows_download_from_a_server_without_the_file(
     text = body.decode("utf-8-sig")
     assert "P1,fast,w" in text and "P2" not in text
     assert local_files(app) == [] and local_files(other) == []  # copy removed
+
+
+def test_the_poller_thread_polls_on_after_an_unexpected_error(monkeypatch, caplog):
+    calls = []
+
+    def flaky(found) -> int:
+        calls.append(found)
+        if len(calls) == 1:
+            raise RuntimeError("a bug in one round")
+        found.stopping.set()
+        return 0
+
+    monkeypatch.setattr(queue, "poll_once", flaky)
+    found = SimpleNamespace(
+        app=SimpleNamespace(config={"WAVE_JOB_POLL_SECONDS": 0.01}),
+        stopping=threading.Event(),
+    )
+    queue._poll_forever(found)
+    assert len(calls) == 2  # the round after the error ran
+    assert "polling failed; polling on" in caplog.text
 
 
 def test_flask_worker_runs_the_jobs_web_processes_leave(app, postgresql, experiment):

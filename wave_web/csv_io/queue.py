@@ -176,12 +176,16 @@ def poll_once(found: Runner) -> int:
 
 
 def _poll_forever(found: Runner) -> None:
+    """The poller thread: it must outlive any error (start_polling never makes a
+    second one in this process, so its jobs would wait for other processes)."""
     interval = found.app.config["WAVE_JOB_POLL_SECONDS"]
     while not found.stopping.wait(interval):
         try:
             poll_once(found)
         except sa_exc.SQLAlchemyError:
             log.warning("import jobs: the database is not reachable; polling on")
+        except Exception:
+            log.exception("import jobs: polling failed; polling on")
 
 
 def start_polling(app: Flask) -> None:
