@@ -712,6 +712,28 @@ def test_download_closed_after_the_first_chunk_leaves_no_session(served):
     served.assert_no_server_errors()
 
 
+def at_once(count: int, send: Callable[[int], requests.Response]) -> list:
+    """`send(i)` for each i below `count`, from threads released together; every
+    answer must be a response (a connection error fails the test)."""
+    start = threading.Barrier(count)
+    answers: list[requests.Response | Exception | None] = [None] * count
+
+    def run(i: int) -> None:
+        start.wait()
+        try:
+            answers[i] = send(i)
+        except requests.RequestException as exc:
+            answers[i] = exc
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(BOUND)
+    assert all(isinstance(a, requests.Response) for a in answers), answers
+    return answers
+
+
 # ----------------------------------------------------------------------
 # 5. Ten clients create a type with one name at once
 # ----------------------------------------------------------------------
@@ -721,31 +743,20 @@ def test_ten_concurrent_creates_of_one_name_one_wins_nine_told_name_taken(served
     name = f"Race {served.backend}"
     table = f"race_{served.backend}"
     before = data_tables(served.app)
-    start = threading.Barrier(10)
-    answers: list[requests.Response | Exception] = [None] * 10  # type: ignore[list-item]
 
-    def create(i: int) -> None:
-        start.wait()
-        try:
-            answers[i] = requests.post(
-                f"{served.base}/api/v1/experiment-types/",
-                json={
-                    "name": name,
-                    "table_name": table,
-                    "schema_definition": {"rt": "FLOAT", "word": "STRING"},
-                },
-                headers=served.auth,
-                timeout=BOUND,
-            )
-        except requests.RequestException as exc:
-            answers[i] = exc
+    def create(_i: int) -> requests.Response:
+        return requests.post(
+            f"{served.base}/api/v1/experiment-types/",
+            json={
+                "name": name,
+                "table_name": table,
+                "schema_definition": {"rt": "FLOAT", "word": "STRING"},
+            },
+            headers=served.auth,
+            timeout=BOUND,
+        )
 
-    threads = [threading.Thread(target=create, args=(i,)) for i in range(10)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(BOUND)
-    assert all(isinstance(a, requests.Response) for a in answers), answers
+    answers = at_once(10, create)
     codes = sorted(a.status_code for a in answers)
     assert codes == [200] + [400] * 9, [(a.status_code, a.text[:200]) for a in answers]
     for lost in (a for a in answers if a.status_code != 200):
@@ -768,27 +779,16 @@ EACH = 20_000
 @pytest.mark.parametrize("served", ["sqlite"], indirect=True)
 def test_four_concurrent_sqlite_imports_succeed_or_say_busy(served):
     targets = [new_target(served.app, f"Busy {i}") for i in range(4)]
-    start = threading.Barrier(4)
-    answers: list = [None] * 4
 
-    def upload(i: int) -> None:
-        start.wait()
-        try:
-            answers[i] = requests.post(
-                served.upload_url(targets[i][0]),
-                data=csv_text(EACH).encode(),
-                headers={**served.auth, "Content-Type": "text/csv"},
-                timeout=BOUND,
-            )
-        except requests.RequestException as exc:
-            answers[i] = exc
+    def upload(i: int) -> requests.Response:
+        return requests.post(
+            served.upload_url(targets[i][0]),
+            data=csv_text(EACH).encode(),
+            headers={**served.auth, "Content-Type": "text/csv"},
+            timeout=BOUND,
+        )
 
-    threads = [threading.Thread(target=upload, args=(i,)) for i in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(BOUND)
-    assert all(isinstance(a, requests.Response) for a in answers), answers
+    answers = at_once(4, upload)
     codes = [a.status_code for a in answers]
     for answer in answers:
         assert answer.status_code in (201, 202, 503), answer.text[:500]
