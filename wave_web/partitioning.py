@@ -73,6 +73,7 @@ def partition_name(table_name: str, remainder: int) -> str:
 
 
 def partition_names(table_name: str) -> list[str]:
+    """The names of a partitioned table's MODULUS partitions, in remainder order."""
     return [partition_name(table_name, r) for r in range(MODULUS)]
 
 
@@ -129,6 +130,7 @@ class Converted:
 
 
 def find_by_table(table_name: str) -> ExperimentType:
+    """The type whose data table is `table_name` (NotFound: the command says so)."""
     xtype = db.session.scalar(
         sa.select(ExperimentType).where(ExperimentType.table_name == table_name)
     )

@@ -198,6 +198,7 @@ def _choose() -> sa.Engine | None:
 
 
 def pin_seconds() -> int:
+    """WAVE_READ_PIN_SECONDS: a browser's pin after a change; the most lag allowed."""
     return int(current_app.config.get("WAVE_READ_PIN_SECONDS") or 5)
 
 
