@@ -481,6 +481,27 @@ def test_sqlite_refuses_a_read_url_at_start(tmp_path):
         )
 
 
+@pytest.mark.parametrize(
+    ("sql", "replica_may_run"),
+    [
+        ("SELECT id FROM t", True),
+        ("  select id from t where note = 'format'", True),
+        ("SELECT id FROM t FOR UPDATE", False),
+        ("SELECT id FROM t FOR NO KEY UPDATE", False),
+        ("SELECT id FROM t FOR SHARE", False),
+        ("select id from t for key share skip locked", False),
+        ("UPDATE t SET a = 1", False),
+        ("WITH gone AS (DELETE FROM t RETURNING id) SELECT id FROM gone", False),
+    ],
+)
+def test_only_selects_without_a_row_lock_go_to_the_replica(sql, replica_may_run):
+    assert replica._is_read(sa.text(sql)) is replica_may_run
+    assert replica._is_read(sa.select(sa.literal(1))) is True
+    assert (
+        replica._is_read(sa.select(sa.literal(1)).with_for_update(read=True)) is False
+    )
+
+
 def test_the_read_url_and_pin_come_from_the_environment():
     found = from_environment(
         {"DATABASE_READ_URL": "postgresql://r/wave", "WAVE_READ_PIN_SECONDS": "3"}

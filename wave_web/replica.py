@@ -41,6 +41,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
+import re
 import threading
 import time
 from typing import Any
@@ -91,8 +92,12 @@ def bind_options(primary_url: str, read_url: str, options: dict[str, Any]) -> di
 # ----------------------------------------------------------------------
 
 
+# Row locks a standby refuses ("cannot execute SELECT FOR SHARE in a read-only …")
+_ROW_LOCK = re.compile(r"\bfor\s+(update|no\s+key\s+update|share|key\s+share)\b")
+
+
 def _is_read(clause: Any) -> bool:
-    """A statement the replica may run: a SELECT without FOR UPDATE (or none yet:
+    """A statement the replica may run: a SELECT without a row lock (or none yet:
     `session.connection()` for reflection and Core reads)."""
     if clause is None:
         return True
@@ -100,7 +105,7 @@ def _is_read(clause: Any) -> bool:
         return getattr(clause, "_for_update_arg", None) is None
     if isinstance(clause, sa.TextClause):
         text = clause.text.lstrip().lower()
-        return text.startswith("select") and "for update" not in text
+        return text.startswith("select") and not _ROW_LOCK.search(text)
     return False
 
 
