@@ -3,7 +3,8 @@
 Per column: non-empty, empty and distinct counts; for numbers and datetimes min, max,
 mean, sample standard deviation and a histogram; for text and booleans the most common
 values. At most three statements, whatever the number of columns (a type too wide for
-one statement takes more):
+one statement takes more; on SQLite a view of SPLIT_IDS rows or more reads passes 1
+and 2 in two id ranges at once, see _id_ranges):
 
 1. totals, one pass over the view: row count, per column count, min, max, true count,
    and on PostgreSQL each number's and datetime's mean and variance (avg, var_samp);
@@ -32,6 +33,7 @@ import os
 import threading
 import uuid
 from collections import OrderedDict
+from collections.abc import Callable
 from collections.abc import Iterator
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -44,6 +46,8 @@ from flask import current_app
 
 from wave_web import columns
 from wave_web import datatables
+from wave_web.database import _is_sqlite_file
+from wave_web.database import _is_write_request
 from wave_web.extensions import db
 from wave_web.models import AuditEntry
 from wave_web.models import Experiment
@@ -66,6 +70,9 @@ EPOCH = dt.datetime(1970, 1, 1)
 # result columns, SQLite 2,000 and 500 compound terms; wider types take more passes.
 MAX_AGGREGATES = 600
 MAX_BRANCHES = 200
+# SQLite runs a statement on one core: a view spanning this many ids has its totals
+# and moments passes read in two id ranges at once, the second on a thread of its own.
+SPLIT_IDS = 200_000
 
 
 @dataclass(frozen=True)
@@ -390,12 +397,13 @@ def compute(
     if experiment_uuid is not None:
         where.insert(0, _experiment_clause(xtype, table, query, experiment_uuid))
     cols = [c for c in query.visible_columns if c.name not in SKIPPED]
-    rows, totals = _totals(table, where, cols)
+    ranges = _id_ranges(xtype, table, experiment_uuid)
+    rows, totals = _totals(table, where, cols, ranges)
     scales = {c.name: _scale(c, totals[c.name]) for c in cols if c.type in ORDERED}
     binned = [s for s in scales.values() if s and s.bins]
     moments = {n: t["moments"] for n, t in totals.items() if t.get("moments")}
     missing = [s for s in binned if s.column.name not in moments]
-    moments.update(_moments(table, where, missing, totals))
+    moments.update(_moments(table, where, missing, totals, ranges))
     sampled = rows > SAMPLE_ROWS
     figures = _sample_figures(table, where, cols, scales, sampled)
     out = []
@@ -451,10 +459,107 @@ def _chunks(items: Sequence, size: int) -> Iterator[Sequence]:
         yield items[start : start + size]
 
 
+def _id_ranges(
+    xtype: Any, table: sa.Table, experiment_uuid: uuid.UUID | None
+) -> list[list[sa.ColumnElement[bool]]]:
+    """Conditions that split a pass into id ranges read at once; [[]]: one pass.
+
+    SQLite in a file only (PostgreSQL runs its own parallel workers; a database in
+    memory is not shared by a second connection), and only for a read: the second
+    range is read on a connection of its own, which sees committed rows only. An
+    experiment (or type) of fewer than SPLIT_IDS rows (experiments.row_count) is
+    read in one pass; else its ids come from two index lookups, cut in the middle.
+    """
+    url = db.session.get_bind().url
+    if _is_postgresql() or not _is_sqlite_file(url) or _is_write_request():
+        return [[]]
+    if db.session.new or db.session.dirty or db.session.deleted:
+        return [[]]
+    size = sa.select(sa.func.coalesce(sa.func.sum(Experiment.row_count), 0))
+    if experiment_uuid is not None:
+        size = size.where(Experiment.uuid == experiment_uuid)
+    else:
+        size = size.where(Experiment.experiment_type_id == xtype.id)
+    if db.session.execute(size).scalar_one() < SPLIT_IDS:
+        return [[]]
+    lowest, highest = sa.func.min(table.c.id), sa.func.max(table.c.id)
+    low_q, high_q = sa.select(lowest), sa.select(highest)
+    if experiment_uuid is not None:  # the (experiment_uuid, id) index
+        low_q = low_q.where(table.c.experiment_uuid == experiment_uuid)
+        high_q = high_q.where(table.c.experiment_uuid == experiment_uuid)
+    low, high = db.session.execute(
+        sa.select(low_q.scalar_subquery(), high_q.scalar_subquery())
+    ).one()
+    if low is None or high - low + 1 < SPLIT_IDS:
+        return [[]]
+    middle = low + (high - low + 1) // 2
+    return [[table.c.id < middle], [table.c.id >= middle]]
+
+
+def _split(
+    ranges: list[list[sa.ColumnElement[bool]]],
+    statement: Callable[[list[sa.ColumnElement[bool]]], sa.Select],
+) -> list[sa.Row]:
+    """The one-row result of statement(range) per range: the first on the session,
+    the others at the same time, each on its own connection and thread."""
+    statements = [statement(extra) for extra in ranges]  # needs the app context
+    if len(ranges) == 1:
+        return [db.session.execute(statements[0]).one()]
+    engine = db.session.get_bind()
+    found: dict[int, Any] = {}
+
+    def read(i: int) -> None:
+        try:
+            with engine.connect() as conn:
+                found[i] = conn.execute(statements[i]).one()
+        except Exception as error:  # raised again on the caller's thread
+            found[i] = error
+
+    threads = [
+        threading.Thread(target=read, args=(i,), daemon=True)
+        for i in range(1, len(ranges))
+    ]
+    for thread in threads:
+        thread.start()
+    try:
+        first = db.session.execute(statements[0]).one()
+    finally:
+        for thread in threads:
+            thread.join()
+    rows = [first] + [found[i] for i in range(1, len(ranges))]
+    for row in rows:
+        if isinstance(row, Exception):
+            raise row
+    return rows
+
+
+def _merge_totals(keys: Sequence[str], rows: Sequence[sa.Row]) -> list[Any]:
+    """The totals of several id ranges as those of one: counts and true counts
+    add up, minimum of the minima, maximum of the maxima (None: no value)."""
+    merged = list(rows[0])
+    for row in rows[1:]:
+        for i, (key, value) in enumerate(zip(keys, row, strict=True)):
+            if value is None:
+                continue
+            if merged[i] is None:
+                merged[i] = value
+            elif key == "min":
+                merged[i] = min(merged[i], value)
+            elif key == "max":
+                merged[i] = max(merged[i], value)
+            else:  # rows, count, true
+                merged[i] += value
+    return merged
+
+
 def _totals(
-    table: sa.Table, where: list, cols: Sequence[GridColumn]
+    table: sa.Table,
+    where: list,
+    cols: Sequence[GridColumn],
+    ranges: list[list[sa.ColumnElement[bool]]],
 ) -> tuple[int, dict[str, dict[str, Any]]]:
-    """Rows of the view and, per column, count / min / max / true count: one pass."""
+    """Rows of the view and, per column, count / min / max / true count: one pass
+    (per id range, merged)."""
     parts: list[tuple[str, str, sa.ColumnElement]] = []
     for col in cols:
         c = table.c[col.name]
@@ -473,8 +578,14 @@ def _totals(
     totals: dict[str, dict[str, Any]] = {c.name: {} for c in cols}
     rows = 0
     for chunk in _chunks(parts, MAX_AGGREGATES) if parts else [[]]:
-        stmt = sa.select(sa.func.count(), *(expr for _, _, expr in chunk)).where(*where)
-        row = db.session.execute(stmt.select_from(table)).one()
+        exprs = [sa.func.count(), *(expr for _, _, expr in chunk)]
+        found = _split(
+            ranges,
+            lambda extra, exprs=exprs: (
+                sa.select(*exprs).select_from(table).where(*where, *extra)
+            ),
+        )
+        row = _merge_totals(["rows", *(key for _, key, _ in chunk)], found)
         rows = row[0]
         for (name, key, _), value in zip(chunk, row[1:], strict=True):
             totals[name][key] = value
@@ -604,27 +715,30 @@ def _moments(
     where: list,
     scales: Sequence[_Scale],
     totals: dict[str, dict[str, Any]],
+    ranges: list[list[sa.ColumnElement[bool]]],
 ) -> dict[str, _Moments]:
     """Mean and variance of columns measured in bins from the minimum: one pass.
 
     Sums of the units (see _units) and of their squares; an extra pass on SQLite,
     which has no var_samp, and on PostgreSQL for columns of huge floats. SQLite reads
     the units from a subquery that OFFSET keeps from being merged into the sums, so
-    they are computed once per row rather than once per sum.
+    they are computed once per row rather than once per sum. The sums of id ranges
+    read at once add up.
     """
     out: dict[str, _Moments] = {}
     for chunk in _chunks(scales, MAX_AGGREGATES // 2):
-        inner = (
-            sa.select(*(_units(table, s).label(f"u{i}") for i, s in enumerate(chunk)))
-            .where(*where)
-            .offset(0)
-            .subquery()
-        )
-        parts = []
-        for i in range(len(chunk)):
-            u = inner.c[f"u{i}"]
-            parts += [sa.func.sum(u), sa.func.sum(u * u)]
-        row = db.session.execute(sa.select(*parts)).one()
+
+        def statement(extra: list, chunk: Sequence[_Scale] = chunk) -> sa.Select:
+            units = (_units(table, s).label(f"u{i}") for i, s in enumerate(chunk))
+            inner = sa.select(*units).where(*where, *extra).offset(0).subquery()
+            parts = []
+            for i in range(len(chunk)):
+                u = inner.c[f"u{i}"]
+                parts += [sa.func.sum(u), sa.func.sum(u * u)]
+            return sa.select(*parts)
+
+        found = _split(ranges, statement)
+        row = [sum(r[i] or 0.0 for r in found) for i in range(2 * len(chunk))]
         for i, s in enumerate(chunk):
             n = totals[s.column.name]["count"]
             total, total_sq = row[2 * i], row[2 * i + 1]
