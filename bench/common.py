@@ -13,6 +13,7 @@ from urllib.parse import quote
 
 import sqlalchemy as sa
 from wave_web import accounts
+from wave_web import create_app
 from wave_web.access import SEEN_KEY
 from wave_web.access import SESSION_KEY
 from wave_web.columns import ColumnDef
@@ -57,6 +58,26 @@ def database_url(backend: str) -> Iterator[str]:
         with admin.connect() as conn:
             conn.execute(sa.schema.DropSchema(name, cascade=True))
         admin.dispose()
+
+
+@contextlib.contextmanager
+def bench_app(url: str, **config) -> Iterator:
+    """The app on `url` (CSRF off); on leaving, its import runner stopped and its
+    connections closed, so the throwaway database can be dropped."""
+    app = create_app(
+        {"SQLALCHEMY_DATABASE_URI": url, "SECRET_KEY": "bench"}
+        | {"WTF_CSRF_ENABLED": False}
+        | config
+    )
+    try:
+        yield app
+    finally:
+        with app.app_context():
+            runner = app.extensions.get("wave_import_runner")
+            if runner is not None:
+                runner.shutdown()
+            db.session.remove()
+            db.engine.dispose()
 
 
 def load_csv(xtype, experiment_uuid: uuid.UUID, path) -> int:

@@ -46,11 +46,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.common import BENCH_COLUMNS  # noqa: E402
+from bench.common import bench_app  # noqa: E402
 from bench.common import database_url  # noqa: E402
 from bench.common import load_csv  # noqa: E402
 from bench.common import sign_in  # noqa: E402
 from wave_web import catalog  # noqa: E402
-from wave_web import create_app  # noqa: E402
 from wave_web import datatables  # noqa: E402
 from wave_web import queries  # noqa: E402
 from wave_web import schema  # noqa: E402
@@ -74,20 +74,8 @@ PARTICIPANT = "P0001"  # the generator draws P0000–P1999
 
 def main() -> None:
     args = parse_args()
-    with database_url(args.database) as url:
-        app = create_app(
-            {
-                "SQLALCHEMY_DATABASE_URI": url,
-                "SECRET_KEY": "bench",
-                "WTF_CSRF_ENABLED": False,
-            }
-        )
-        try:
-            run(app, args)
-        finally:
-            with app.app_context():
-                db.session.remove()
-                db.engine.dispose()
+    with database_url(args.database) as url, bench_app(url) as app:
+        run(app, args)
 
 
 def parse_args() -> argparse.Namespace:

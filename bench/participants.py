@@ -31,10 +31,10 @@ import sqlalchemy as sa
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.common import bench_app  # noqa: E402
 from bench.common import database_url  # noqa: E402
 from bench.common import signed_in_client  # noqa: E402
 from wave_web import catalog  # noqa: E402
-from wave_web import create_app  # noqa: E402
 from wave_web import datatables  # noqa: E402
 from wave_web import schema  # noqa: E402
 from wave_web.columns import ColumnDef  # noqa: E402
@@ -46,17 +46,8 @@ EXPERIMENTS_PER_TYPE = 4
 
 def main() -> None:
     args = parse_args()
-    with database_url(args.database) as url:
-        app = create_app(
-            {"SQLALCHEMY_DATABASE_URI": url, "SECRET_KEY": "bench"}
-            | {"WTF_CSRF_ENABLED": False}
-        )
-        try:
-            run(app, args)
-        finally:
-            with app.app_context():
-                db.session.remove()
-                db.engine.dispose()
+    with database_url(args.database) as url, bench_app(url) as app:
+        run(app, args)
 
 
 def parse_args() -> argparse.Namespace:

@@ -54,6 +54,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.common import BENCH_COLUMNS  # noqa: E402
+from bench.common import bench_app  # noqa: E402
 from bench.common import database_url  # noqa: E402
 from bench.common import load_csv  # noqa: E402
 from bench.common import sign_in  # noqa: E402
@@ -64,7 +65,6 @@ from bench.grid import p50_p95  # noqa: E402
 from bench.grid import repeat  # noqa: E402
 from bench.grid import vacuum_analyze  # noqa: E402
 from wave_web import catalog  # noqa: E402
-from wave_web import create_app  # noqa: E402
 from wave_web import datatables  # noqa: E402
 from wave_web import partitioning  # noqa: E402
 from wave_web import schema  # noqa: E402
@@ -105,17 +105,8 @@ def main() -> None:
     args = parse_args()
     started = time.perf_counter()
     print(f"load average at start: {loadavg()}", flush=True)
-    with database_url("postgresql") as url:
-        app = create_app(
-            {"SQLALCHEMY_DATABASE_URI": url, "SECRET_KEY": "bench"}
-            | {"WTF_CSRF_ENABLED": False}
-        )
-        try:
-            run(app, args)
-        finally:
-            with app.app_context():
-                db.session.remove()
-                db.engine.dispose()
+    with database_url("postgresql") as url, bench_app(url) as app:
+        run(app, args)
     print(f"wall time {time.perf_counter() - started:.0f} s (schema dropped)")
 
 

@@ -34,10 +34,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.common import BENCH_COLUMNS  # noqa: E402
+from bench.common import bench_app  # noqa: E402
 from bench.common import database_url  # noqa: E402
 from bench.common import load_csv  # noqa: E402
 from wave_web import catalog  # noqa: E402
-from wave_web import create_app  # noqa: E402
 from wave_web import queries  # noqa: E402
 from wave_web import schema  # noqa: E402
 from wave_web import summaries  # noqa: E402
@@ -57,15 +57,8 @@ def main() -> None:
     p.add_argument("--csv", type=Path, help="reuse (or keep) the generated CSV here")
     p.add_argument("--keep", type=Path, help="SQLite: keep/reuse the database here")
     args = p.parse_args()
-    with _url(args) as url:
-        app = create_app({"SQLALCHEMY_DATABASE_URI": url, "SECRET_KEY": "bench"})
-        try:
-            with app.app_context():
-                run(args)
-        finally:
-            with app.app_context():
-                db.session.remove()
-                db.engine.dispose()
+    with _url(args) as url, bench_app(url) as app, app.app_context():
+        run(args)
 
 
 @contextlib.contextmanager
