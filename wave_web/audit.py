@@ -99,6 +99,7 @@ ACTIONS: dict[str, Action] = {
         Action("type.change_type", "type", "column type changed"),
         Action("type.change_schema", "type", "columns changed"),
         Action("type.add_index", "type", "index added"),
+        Action("type.partition", "type", "table partitioned by experiment"),
         Action("type.drop_column", "type", "column dropped"),
         Action("type.delete", "type", "deleted"),
         Action("experiment.create", "experiment", "created"),
