@@ -1192,9 +1192,9 @@ def _sqlite_bulk_write(conn: sa.Connection, table: sa.Table, size: int) -> Itera
         cursor.execute("PRAGMA threads = 2")  # index builds sort on both cores
         indexes = []
         if size >= SQLITE_DEFER_INDEXES_BYTES:
-            indexes = _deferrable_indexes(cursor, table.name)
+            indexes = _deferrable_indexes(conn, table)
         for name, _sql in indexes:
-            cursor.execute(f"DROP INDEX {_quote_sqlite(name)}")
+            conn.execute(sa.schema.DropIndex(sa.Index(name)))  # the dialect quotes
         yield
         for _name, sql in indexes:
             cursor.execute(sql)
@@ -1204,29 +1204,24 @@ def _sqlite_bulk_write(conn: sa.Connection, table: sa.Table, size: int) -> Itera
         cursor.close()
 
 
-def _deferrable_indexes(cursor: Any, table_name: str) -> list[tuple[str, str]]:
+def _deferrable_indexes(conn: sa.Connection, table: sa.Table) -> list[tuple[str, str]]:
     """(name, CREATE INDEX sql) of an empty table's plain secondary indexes.
 
     Empty, because built at the end an index holds only the new rows' entries; no
     UNIQUE index, so no row of the file can fail at the end instead of in its row.
     """
-    if cursor.execute(
-        f"SELECT 1 FROM {_quote_sqlite(table_name)} LIMIT 1"  # noqa: S608
-    ).fetchone():
+    if conn.execute(sa.select(sa.literal(1)).select_from(table).limit(1)).first():
         return []
-    found = cursor.execute(
-        "SELECT name, sql FROM sqlite_master "
-        "WHERE type = 'index' AND tbl_name = ? AND sql IS NOT NULL",
-        (table_name,),
-    ).fetchall()
+    found = conn.execute(
+        sa.text(
+            "SELECT name, sql FROM sqlite_master "
+            "WHERE type = 'index' AND tbl_name = :table AND sql IS NOT NULL"
+        ),
+        {"table": table.name},
+    ).all()
     if any("UNIQUE" in sql.upper().split("(")[0] for _, sql in found):
         return []
     return found
-
-
-def _quote_sqlite(name: str) -> str:
-    """An identifier read from the schema (a reflected table, sqlite_master)."""
-    return '"' + name.replace('"', '""') + '"'
 
 
 def _written_names(plan: _Plan) -> list[str]:
